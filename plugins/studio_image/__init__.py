@@ -1,0 +1,1 @@
+"""Built-in image plugin (being written)."""

@@ -1,0 +1,1 @@
+"""Built-in text plugin (being written)."""

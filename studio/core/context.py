@@ -1,0 +1,133 @@
+"""What a running generator or trainer gets from the studio: ``ctx``.
+
+The context gives access to the model cache (the only way to get a model), the device, the cancel
+flag, a logger and a scratch folder, and it collects what goes into the artifact recipe (models,
+adapters, dtype) as the plugin uses them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from studio.core.errors import Cancelled
+
+if TYPE_CHECKING:
+    from studio.core.cache import ModelCache
+    from studio.core.checkpoints import CheckpointStore
+    from studio.core.refs import ResolvedModel
+    from studio.core.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class RecipeNotes:
+    """What the plugin used, gathered during the run for the provenance recipe."""
+
+    model: dict[str, Any] | None = None
+    adapters: list[dict[str, Any]] = field(default_factory=list)
+    dtype: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """Per-job services for ``Generator.run`` (created by the worker; plugins never build one)."""
+
+    job_id: str
+    device: str
+    cache: ModelCache
+    settings: Settings
+    scratch: Path
+    log: logging.Logger
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    recipe: RecipeNotes = field(default_factory=RecipeNotes)
+    hash_file: Callable[[Path], str] | None = None
+
+    # -- cancel ----------------------------------------------------------------------------
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`Cancelled` if the user cancelled this job (call between steps)."""
+        if self.cancel_event.is_set():
+            raise Cancelled()
+
+    # -- models ----------------------------------------------------------------------------
+    def resolve_model(self, ref: str, *, allow_download: bool = True) -> ResolvedModel:
+        """Resolve a reference (hub id, folder, .safetensors file) under the safety settings."""
+        from studio.core.refs import resolve
+
+        return resolve(
+            ref,
+            allow_pickle=ref in self.settings.allow_pickle,
+            allow_download=allow_download and not self.settings.offline,
+        )
+
+    @contextmanager
+    def use_model(
+        self,
+        resolved: ResolvedModel,
+        *,
+        kind: str,
+        dtype: str,
+        loader: Callable[[], T],
+        record: bool = True,
+    ) -> Iterator[T]:
+        """Get a model from the shared cache (loading it on a miss), pinned while in the block.
+
+        ``kind`` names what is loaded (e.g. ``"diffusers-pipeline"``, ``"causal-lm"``) so that
+        generators asking for the same weights as the same kind share one copy.
+        """
+        from studio.core.cache import CacheKey
+
+        key = CacheKey(
+            ref=resolved.cache_ref, revision=resolved.revision, kind=kind, dtype=dtype,
+            device=self.device,
+        )
+        if record:
+            self.recipe.model = self.describe_model(resolved)
+            self.recipe.dtype = dtype
+        with self.cache.acquire(key, loader) as model:
+            yield model
+
+    def describe_model(self, resolved: ResolvedModel) -> dict[str, Any]:
+        """Recipe entry for a model: reference, revision and weights hash."""
+        from studio.core.refs import weights_sha256
+
+        return {
+            "ref": resolved.ref,
+            "source": resolved.source,
+            "revision": resolved.revision,
+            "sha256": weights_sha256(resolved, self.hash_file),
+        }
+
+    def record_adapter(self, ref: str, weight: float, path: Path | None = None) -> None:
+        """Note an applied adapter (with its file hash) for the recipe."""
+        digest = None
+        if path is not None and path.is_file() and self.hash_file is not None:
+            digest = self.hash_file(path)
+        self.recipe.adapters.append({"ref": ref, "weight": weight, "sha256": digest})
+
+
+@dataclass
+class TrainContext(RunContext):
+    """``RunContext`` for trainers: checkpoints and the step boundary."""
+
+    checkpoints: CheckpointStore | None = None
+    #: called at each step boundary; the worker serves waiting higher-priority jobs and pauses here.
+    on_step_boundary: Callable[[], None] | None = None
+
+    def step_boundary(self) -> None:
+        """Call between optimisation steps: may cancel (raises), pause, or run a generation."""
+        self.check_cancelled()
+        if self.on_step_boundary is not None:
+            self.on_step_boundary()
+        self.check_cancelled()

@@ -1,0 +1,39 @@
+"""Errors the studio raises on purpose. Each message names the problem and what is allowed."""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    """Base class: an error the user can act on (shown as one line, no traceback)."""
+
+
+class InvalidRequest(StudioError):
+    """The request is wrong before any model work starts (unknown generator, bad options, ...)."""
+
+
+class UsageError(InvalidRequest):
+    """The command line or API was called wrongly (a malformed argument)."""
+
+
+class OptionsError(InvalidRequest):
+    """Options failed validation. ``field`` names the offending option (``None`` for the whole)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ModelNotFound(StudioError):
+    """A model reference does not resolve to weights (not cached offline, missing folder, ...)."""
+
+
+class UnsafeWeightsError(StudioError):
+    """Pickle-based weights were refused (they can run arbitrary code when loaded)."""
+
+
+class PluginError(StudioError):
+    """A plugin failed to import, register or run."""
+
+
+class Cancelled(Exception):  # noqa: N818 - it is a signal, not an error
+    """Raised inside a job when its cancel flag is set; the job ends as cancelled."""

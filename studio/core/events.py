@@ -1,0 +1,189 @@
+"""Events: what generators and trainers yield, and what the studio tells its observers.
+
+A generator's ``run`` yields :class:`Progress`, :class:`Preview`, :class:`Partial`, :class:`Note`
+and :class:`Result`. A trainer also yields :class:`TrainStep` and :class:`Sample`. The worker wraps
+each one in a :class:`JobEvent` (with the job id) and adds :class:`JobStateChanged` and
+:class:`ArtifactSaved`, so that an observer (the CLI, the GUI bridge) sees one flat stream.
+
+Payloads are plain Python objects (PIL images, numpy arrays, strings): nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+Modality = Literal["text", "image", "audio"]
+
+
+class JobState(StrEnum):
+    """Life cycle of a job. ``interrupted`` means the process died while it ran."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED
+
+
+_FINISHED = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED}
+
+
+# --- outputs: what a Result carries; the core turns them into artifact files -------------------
+
+
+@dataclass
+class ImageOutput:
+    """One generated image (a PIL image). ``seed`` is the seed that produced this very image."""
+
+    image: Any
+    seed: int | None = None
+    index: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    modality: Modality = "image"
+
+
+@dataclass
+class AudioOutput:
+    """Generated audio: ``samples`` is a float numpy array shaped (frames,) or (frames, channels)."""
+
+    samples: Any
+    sample_rate: int
+    seed: int | None = None
+    index: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    modality: Modality = "audio"
+
+
+@dataclass
+class TextOutput:
+    """Generated text (a whole candidate)."""
+
+    text: str
+    seed: int | None = None
+    index: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    modality: Modality = "text"
+
+
+@dataclass
+class AdapterOutput:
+    """A trained adapter (LoRA) or small model, saved by a trainer in ``path``."""
+
+    path: Path
+    base_model: str
+    name: str
+    modality: Modality
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Output = ImageOutput | AudioOutput | TextOutput | AdapterOutput
+
+
+# --- events yielded by plugins ---------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """``step`` of ``total`` done (``total`` 0 when unknown)."""
+
+    step: int
+    total: int
+    message: str = ""
+
+
+@dataclass
+class Preview:
+    """An intermediate look at the output: a PIL image, or an audio chunk (numpy) with its rate."""
+
+    data: Any
+    step: int = 0
+    sample_rate: int | None = None
+    index: int = 0
+
+
+@dataclass
+class Partial:
+    """A streamed piece of text for candidate ``index``; the pieces join to the final text."""
+
+    text: str
+    index: int = 0
+
+
+@dataclass
+class Note:
+    """Something the user should know about the run (a truncated prompt, a resampled file)."""
+
+    message: str
+    level: Literal["info", "warning"] = "info"
+
+
+@dataclass
+class Result:
+    """A finished output; the core writes it as an artifact with its recipe."""
+
+    output: Output
+
+
+@dataclass
+class TrainStep:
+    """One optimisation step of a trainer."""
+
+    step: int
+    total: int
+    loss: float
+    lr: float | None = None
+    validation_loss: float | None = None
+
+
+@dataclass
+class Sample:
+    """A sample produced during training (an image, text or audio) at ``step``."""
+
+    step: int
+    output: ImageOutput | AudioOutput | TextOutput
+
+
+PluginEvent = Progress | Preview | Partial | Note | Result | TrainStep | Sample
+
+
+# --- events added by the core ---------------------------------------------------------------
+
+
+@dataclass
+class JobStateChanged:
+    state: JobState
+    error: str | None = None
+
+
+@dataclass
+class ArtifactSaved:
+    """An artifact was written: ``path`` is the main file, ``recipe`` its provenance."""
+
+    artifact_id: str
+    path: Path
+    modality: Modality
+    recipe: dict[str, Any]
+
+
+@dataclass
+class JobEvent:
+    """What observers receive: an event and the job it belongs to."""
+
+    job_id: str
+    event: PluginEvent | JobStateChanged | ArtifactSaved
+    time: float = field(default_factory=time.time)
+
+
+def event_type(event: object) -> str:
+    """A stable, lower-case name for an event class (used in the job-event table and JSON)."""
+    return type(event).__name__.lower()

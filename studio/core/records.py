@@ -1,0 +1,114 @@
+"""Plain records shared by the store, the worker, the CLI and the GUI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from pathlib import Path
+from typing import Any
+
+from studio.core.events import JobState
+
+
+class Priority(IntEnum):
+    """Lower runs first. Training yields the device to anything above it at step boundaries."""
+
+    INTERACTIVE = 0
+    BATCH = 1
+    TRAINING = 2
+
+
+class JobKind(StrEnum):
+    GENERATE = "generate"
+    TRAIN = "train"
+    DOWNLOAD = "download"
+
+
+@dataclass
+class JobRecord:
+    """A job as stored: ``request`` is the JSON of the submitted request."""
+
+    id: str
+    kind: JobKind
+    state: JobState
+    priority: Priority
+    component: str  # generator or trainer id (or the model ref for downloads)
+    request: dict[str, Any]
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    step: int = 0
+    total: int = 0
+    position: int = 0  # order among queued jobs of the same priority
+    artifact_ids: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": str(self.kind), "state": str(self.state),
+            "priority": self.priority.name.lower(), "component": self.component,
+            "request": self.request, "created": self.created, "started": self.started,
+            "finished": self.finished, "error": self.error, "step": self.step,
+            "total": self.total, "artifacts": self.artifact_ids,
+        }
+
+
+@dataclass
+class ArtifactRecord:
+    """A saved output: ``path`` is the main file (PNG, WAV/FLAC, TXT); the recipe is its provenance."""
+
+    id: str
+    job_id: str | None
+    path: Path
+    modality: str
+    generator: str
+    model: str | None
+    prompt: str
+    created: float
+    recipe: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "job_id": self.job_id, "path": str(self.path),
+            "modality": self.modality, "generator": self.generator, "model": self.model,
+            "prompt": self.prompt, "created": self.created, "recipe": self.recipe,
+        }
+
+
+@dataclass
+class AdapterRecord:
+    """A LoRA adapter (or small model) in the studio's adapter library."""
+
+    id: str
+    name: str
+    path: Path
+    modality: str
+    base_model: str
+    sha256: str | None
+    created: float
+    job_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelEntry:
+    """A model the studio knows of: in the hub cache, in the studio library, or in the catalog."""
+
+    ref: str
+    source: str  # "hub", "library", "catalog"
+    modality: str | None
+    size_bytes: int | None
+    downloaded: bool
+    path: Path | None = None
+    revision: str | None = None
+    kind: str | None = None  # e.g. "diffusers", "transformers", "safetensors-file"
+    licence: str | None = None
+    name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref, "source": self.source, "modality": self.modality,
+            "size_bytes": self.size_bytes, "downloaded": self.downloaded,
+            "path": str(self.path) if self.path else None, "revision": self.revision,
+            "kind": self.kind, "licence": self.licence, "name": self.name,
+        }

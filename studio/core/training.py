@@ -1,0 +1,77 @@
+"""The trainer contract: fine-tuning (LoRA adapters, small models) as preemptible jobs.
+
+A trainer yields :class:`~studio.core.events.TrainStep` / ``Sample`` / ``Progress`` events and a
+final ``Result(AdapterOutput(...))``. Between steps it calls ``ctx.step_boundary()``: that is where
+it is cancelled, paused, or lends the device to a waiting generation (the worker runs the
+generation right there, then returns). Its full state is saved and restored through
+``ctx.checkpoints`` so an interrupted training resumes from its last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+from studio.core.events import Modality, PluginEvent
+from studio.core.options import BaseOptions
+
+if TYPE_CHECKING:
+    from studio.core.context import TrainContext
+
+
+class TrainingRequest(BaseModel):
+    """A fine-tuning job as submitted (serialisable; stored with the job)."""
+
+    trainer: str
+    base_model: str | None = None
+    dataset: Path
+    name: str = Field(..., min_length=1, max_length=120)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class IngestReport:
+    """What a trainer found in a dataset folder, before training starts."""
+
+    usable: list[Path] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # file name -> reason
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.usable)
+
+
+@dataclass
+class TrainRunRequest:
+    """What ``Trainer.run`` receives."""
+
+    trainer: str
+    base_model: str
+    dataset: Path
+    name: str
+    options: Any
+    output_dir: Path
+
+
+class Trainer:
+    """Base class of every trainer."""
+
+    id: ClassVar[str]
+    name: ClassVar[str]
+    modality: ClassVar[Modality]
+    default_model: ClassVar[str | None] = None
+    Options: ClassVar[type[BaseOptions]] = BaseOptions
+    description: ClassVar[str] = ""
+
+    def ingest(self, dataset: Path, options: Any) -> IngestReport:
+        """Inspect ``dataset`` (a folder of the artist's files) without loading any model."""
+        raise NotImplementedError
+
+    def run(self, request: TrainRunRequest, ctx: TrainContext) -> Iterator[PluginEvent]:
+        """Train, calling ``ctx.step_boundary()`` between steps and checkpointing via ctx."""
+        raise NotImplementedError
