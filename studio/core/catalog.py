@@ -26,8 +26,13 @@ def catalog() -> tuple[CatalogEntry, ...]:
     data = json.loads((resources_dir() / "catalog.json").read_text(encoding="utf-8"))
     return tuple(
         CatalogEntry(
-            id=m["id"], name=m["name"], modality=m["modality"], tasks=tuple(m["tasks"]),
-            size_bytes=int(m["size_bytes"]), licence=m["licence"], description=m["description"],
+            id=m["id"],
+            name=m["name"],
+            modality=m["modality"],
+            tasks=tuple(m["tasks"]),
+            size_bytes=int(m["size_bytes"]),
+            licence=m["licence"],
+            description=m["description"],
         )
         for m in data["models"]
     )

@@ -54,7 +54,7 @@ class ImageOutput:
 
 @dataclass
 class AudioOutput:
-    """Generated audio: ``samples`` is a float numpy array shaped (frames,) or (frames, channels)."""
+    """Generated audio: float ``samples`` shaped (frames,) or (frames, channels)."""
 
     samples: Any
     sample_rate: int

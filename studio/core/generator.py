@@ -33,18 +33,18 @@ KNOWN_TASKS = (
 
 
 class LoraSpec(BaseModel):
-    """An adapter to apply: a reference (hub id, folder, .safetensors file, library name) + weight."""
+    """An adapter to apply: a reference (hub id, folder, .safetensors, library name), a weight."""
 
     ref: str
     weight: float = Field(1.0, ge=-4.0, le=4.0)
 
     @classmethod
     def parse(cls, text: str) -> LoraSpec:
-        """Parse ``REF[:WEIGHT]`` as written on the command line (a Windows drive is not a weight)."""
+        """Parse ``REF[:WEIGHT]`` from the command line (a Windows drive letter is no weight)."""
         ref, sep, weight = text.rpartition(":")
         if sep and ref and not ref.endswith(("/", "\\")) and _is_number(weight):
             return cls(ref=ref, weight=float(weight))
-        return cls(ref=text)
+        return cls(ref=text, weight=1.0)
 
 
 def _is_number(text: str) -> bool:

@@ -121,11 +121,21 @@ def allowed_text(spec: FieldSpec) -> str:
     if spec.kind == "choice":
         return "one of " + ", ".join(repr(c) for c in spec.choices)
     if spec.kind in ("int", "float"):
-        lo = "" if spec.minimum is None else f"{'>' if spec.exclusive_minimum else '>='} {spec.minimum}"
-        hi = "" if spec.maximum is None else f"{'<' if spec.exclusive_maximum else '<='} {spec.maximum}"
+        lo = (
+            ""
+            if spec.minimum is None
+            else f"{'>' if spec.exclusive_minimum else '>='} {spec.minimum}"
+        )
+        hi = (
+            ""
+            if spec.maximum is None
+            else f"{'<' if spec.exclusive_maximum else '<='} {spec.maximum}"
+        )
         rng = " and ".join(p for p in (lo, hi) if p)
         mult = f", a multiple of {spec.multiple_of}" if spec.multiple_of else ""
-        return f"{'an integer' if spec.kind == 'int' else 'a number'}{' ' + rng if rng else ''}{mult}"
+        return (
+            f"{'an integer' if spec.kind == 'int' else 'a number'}{' ' + rng if rng else ''}{mult}"
+        )
     if spec.kind == "bool":
         return "true or false"
     if spec.kind == "path":
@@ -179,8 +189,8 @@ def validate_options(options_cls: type[BaseModel], values: dict[str, Any]) -> Ba
         spec = specs.get(name) if name else None
         got = prepared.get(name) if name else None
         if spec is not None:
+            problem = err["msg"].lower()
             raise OptionsError(
-                f"option {name!r}: {err['msg'].lower()} (got {got!r}; allowed: {allowed_text(spec)})",
-                name,
+                f"option {name!r}: {problem} (got {got!r}; allowed: {allowed_text(spec)})", name
             ) from None
         raise OptionsError(f"invalid options: {err['msg']}") from None

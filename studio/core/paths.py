@@ -55,14 +55,20 @@ class StudioPaths:
         return self.home / "scratch"
 
     def ensure(self) -> StudioPaths:
-        for folder in (self.outputs, self.adapters, self.checkpoints, self.logs, self.models,
-                       self.scratch):
+        for folder in (
+            self.outputs,
+            self.adapters,
+            self.checkpoints,
+            self.logs,
+            self.models,
+            self.scratch,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
 
 def resources_dir() -> Path:
-    """The bundled resources (catalog, icons, styles): in the wheel under studio/, else repo root."""
+    """The bundled resources (catalog, icons, styles): in the wheel or at the repo root."""
     here = Path(__file__).resolve().parent.parent
     for candidate in (here / "resources", here.parent / "resources"):
         if candidate.is_dir():

@@ -55,9 +55,15 @@ class PluginInfo:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "version": self.version, "module": self.module,
-            "builtin": self.builtin, "enabled": self.enabled, "generators": self.generators,
-            "trainers": self.trainers, "error": self.error, "traceback": self.traceback,
+            "name": self.name,
+            "version": self.version,
+            "module": self.module,
+            "builtin": self.builtin,
+            "enabled": self.enabled,
+            "generators": self.generators,
+            "trainers": self.trainers,
+            "error": self.error,
+            "traceback": self.traceback,
         }
 
 
@@ -76,7 +82,9 @@ class PluginHost:
     # -- loading -----------------------------------------------------------------------------
     def load_entry_points(self) -> None:
         """Import and register every plugin of the ``studio.plugins`` group (with the env rules)."""
-        only = {n.strip() for n in os.environ.get("STUDIO_LOAD_PLUGINS", "").split(",") if n.strip()}
+        only = {
+            n.strip() for n in os.environ.get("STUDIO_LOAD_PLUGINS", "").split(",") if n.strip()
+        }
         builtins_only = os.environ.get("STUDIO_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0")
         seen: set[str] = set()
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -190,10 +198,8 @@ class PluginHost:
     def find_trainer(self, trainer_id: str) -> type[Trainer]:
         if trainer_id in self.trainers:
             return self.trainers[trainer_id]
-        raise InvalidRequest(
-            f"no trainer named {trainer_id!r}; available: {', '.join(sorted(self.trainers)) or '(none)'}"
-        )
+        available = ", ".join(sorted(self.trainers)) or "(none)"
+        raise InvalidRequest(f"no trainer named {trainer_id!r}; available: {available}")
 
     def plugin_of(self, component_id: str) -> PluginInfo:
         return self.owner[component_id]
-

@@ -45,17 +45,25 @@ class JobRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "kind": str(self.kind), "state": str(self.state),
-            "priority": self.priority.name.lower(), "component": self.component,
-            "request": self.request, "created": self.created, "started": self.started,
-            "finished": self.finished, "error": self.error, "step": self.step,
-            "total": self.total, "artifacts": self.artifact_ids,
+            "id": self.id,
+            "kind": str(self.kind),
+            "state": str(self.state),
+            "priority": self.priority.name.lower(),
+            "component": self.component,
+            "request": self.request,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "error": self.error,
+            "step": self.step,
+            "total": self.total,
+            "artifacts": self.artifact_ids,
         }
 
 
 @dataclass
 class ArtifactRecord:
-    """A saved output: ``path`` is the main file (PNG, WAV/FLAC, TXT); the recipe is its provenance."""
+    """A saved output: ``path`` is the main file (PNG, WAV/FLAC, TXT); ``recipe`` its provenance."""
 
     id: str
     job_id: str | None
@@ -69,9 +77,15 @@ class ArtifactRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "job_id": self.job_id, "path": str(self.path),
-            "modality": self.modality, "generator": self.generator, "model": self.model,
-            "prompt": self.prompt, "created": self.created, "recipe": self.recipe,
+            "id": self.id,
+            "job_id": self.job_id,
+            "path": str(self.path),
+            "modality": self.modality,
+            "generator": self.generator,
+            "model": self.model,
+            "prompt": self.prompt,
+            "created": self.created,
+            "recipe": self.recipe,
         }
 
 
@@ -107,8 +121,14 @@ class ModelEntry:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "ref": self.ref, "source": self.source, "modality": self.modality,
-            "size_bytes": self.size_bytes, "downloaded": self.downloaded,
-            "path": str(self.path) if self.path else None, "revision": self.revision,
-            "kind": self.kind, "licence": self.licence, "name": self.name,
+            "ref": self.ref,
+            "source": self.source,
+            "modality": self.modality,
+            "size_bytes": self.size_bytes,
+            "downloaded": self.downloaded,
+            "path": str(self.path) if self.path else None,
+            "revision": self.revision,
+            "kind": self.kind,
+            "licence": self.licence,
+            "name": self.name,
         }
