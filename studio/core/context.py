@@ -89,7 +89,10 @@ class RunContext:
         from studio.core.cache import CacheKey
 
         key = CacheKey(
-            ref=resolved.cache_ref, revision=resolved.revision, kind=kind, dtype=dtype,
+            ref=resolved.cache_ref,
+            revision=resolved.revision,
+            kind=kind,
+            dtype=dtype,
             device=self.device,
         )
         if record:

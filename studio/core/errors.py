@@ -35,5 +35,5 @@ class PluginError(StudioError):
     """A plugin failed to import, register or run."""
 
 
-class Cancelled(Exception):  # noqa: N818 - it is a signal, not an error
+class Cancelled(Exception):
     """Raised inside a job when its cancel flag is set; the job ends as cancelled."""

@@ -14,7 +14,8 @@ class Settings(BaseOptions):
     """Studio-wide settings. ``None`` budgets mean "derived from the detected totals"."""
 
     device: str = Field(
-        "auto", description="Where models run: auto, cpu, cuda, cuda:N or mps.",
+        "auto",
+        description="Where models run: auto, cpu, cuda, cuda:N or mps.",
         pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
     )
     device_budget_gb: float | None = Field(
@@ -23,7 +24,9 @@ class Settings(BaseOptions):
     host_budget_gb: float | None = Field(
         None, gt=0, description="System memory the model cache may use (default: half of RAM)."
     )
-    output_dir: Path | None = Field(None, description="Where artifacts are saved (default: home/outputs).")
+    output_dir: Path | None = Field(
+        None, description="Where artifacts are saved (default: home/outputs)."
+    )
     theme: Literal["system", "light", "dark"] = Field("system", description="Window colours.")
     allow_pickle: list[str] = Field(
         default_factory=list,
@@ -35,5 +38,8 @@ class Settings(BaseOptions):
     )
     offline: bool = Field(False, description="Never reach the network; use only cached models.")
     cpu_threads: int | None = Field(
-        None, ge=1, le=256, description="torch CPU threads (default: cores - 1, to keep the GUI live)."
+        None,
+        ge=1,
+        le=256,
+        description="torch CPU threads (default: cores - 1, to keep the GUI live).",
     )
