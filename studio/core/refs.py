@@ -1,0 +1,593 @@
+"""Model references: a Hugging Face hub id, a local folder, or a single ``.safetensors`` file.
+
+:func:`resolve` turns what the user wrote into a :class:`ResolvedModel` (where the weights are on
+disk, and which hub commit), under the studio's safety rule: safetensors only, unless pickle-based
+weights were allowed for that one model (settings ``allow_pickle``).
+
+Hub ids go through the standard hub cache (``HF_HUB_CACHE``, else ``HF_HOME/hub``, read at each
+call), so a model downloaded for another tool is used in place, never copied. A cached model
+resolves offline; a missing one is downloaded (resumable, with progress) when allowed. A hub id may
+name a revision: ``org/name@branch-tag-or-commit``.
+
+Nothing here imports torch; ``huggingface_hub`` is imported only when a hub id is resolved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from studio.core.errors import InvalidRequest, ModelNotFound, UnsafeWeightsError
+from studio.core.records import ModelEntry
+
+Layout = Literal["diffusers", "transformers", "safetensors-file", "unknown"]
+Progress = Callable[[int, int], None]
+
+SAFE_SUFFIXES = (".safetensors",)
+#: Weights serialised with Python's pickle: loading them can run arbitrary code.
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+#: Weights of other frameworks the studio never loads; not downloaded.
+FOREIGN_SUFFIXES = (".h5", ".msgpack", ".onnx", ".onnx_data", ".ot", ".tflite", ".gguf", ".mlmodel")
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_ALLOW_PICKLE_HINT = (
+    "Pickle files can run arbitrary code when loaded, so the studio loads only .safetensors "
+    "weights by default. If you trust this model, allow it for this one model by adding {ref!r} "
+    "to the `allow_pickle` setting; otherwise use a .safetensors version of it."
+)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model reference points on disk."""
+
+    ref: str  #: as the user wrote it
+    source: Literal["hub", "folder", "file"]
+    path: Path  #: hub snapshot folder, local folder, or the weights file itself
+    revision: str | None  #: hub commit hash; ``None`` for local models
+    repo_id: str | None  #: hub repo id; ``None`` for local models
+
+    @property
+    def cache_ref(self) -> str:
+        """The model-cache key part: the repo id for hub models, the absolute path otherwise."""
+        if self.source == "hub" and self.repo_id:
+            return self.repo_id
+        return str(self.path)
+
+    @property
+    def layout(self) -> Layout:
+        """The folder layout (see :func:`detect_layout`)."""
+        return detect_layout(self.path)
+
+
+# --- public API --------------------------------------------------------------------------------
+
+
+def resolve(
+    ref: str,
+    *,
+    allow_pickle: bool = False,
+    allow_download: bool = True,
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> ResolvedModel:
+    """Resolve a model reference to weights on disk.
+
+    :param ref: a hub id (``org/name``, optionally ``@revision``), a folder in diffusers or
+        transformers layout, or a single ``.safetensors`` file. An existing path always wins.
+    :param allow_pickle: accept pickle-based weights (``.bin .ckpt .pt .pth``) for this model.
+    :param allow_download: fetch a hub model missing from the cache (never when ``HF_HUB_OFFLINE``
+        is set). When a repo has safetensors weights, its pickle files are not downloaded.
+    :param cache_dir: the hub cache; default ``HF_HUB_CACHE`` / ``HF_HOME/hub`` / the hub default.
+    :param progress: called as ``progress(done_bytes, total_bytes)`` while downloading, from the
+        download threads.
+    :raises ModelNotFound: missing path, empty folder, no weights, not cached while offline.
+    :raises UnsafeWeightsError: only pickle-based weights, and ``allow_pickle`` is false.
+    :raises InvalidRequest: the reference is neither a path nor a well-formed hub id.
+    """
+    text = (ref or "").strip()
+    if not text:
+        raise InvalidRequest("empty model reference: give a hub id (org/name), a folder or a file")
+    path = Path(text).expanduser()
+    if path.exists():
+        return _resolve_local(text, path, allow_pickle)
+    if _looks_like_path(text):
+        raise ModelNotFound(
+            f"model {text!r}: no such file or folder ({path.absolute()}). A local model is a "
+            "folder in diffusers/transformers layout or a single .safetensors file."
+        )
+    repo_id, revision = _parse_hub_id(text)
+    return _resolve_hub(
+        text,
+        repo_id,
+        revision,
+        allow_pickle=allow_pickle,
+        allow_download=allow_download,
+        cache_dir=hub_cache_dir(cache_dir),
+        progress=progress,
+    )
+
+
+def weights_files(resolved: ResolvedModel) -> list[Path]:
+    """The weights files the model loads from (safetensors preferred per folder), sorted."""
+    if resolved.source == "file":
+        return [resolved.path]
+    root = resolved.path
+    rel = [p.relative_to(root).as_posix() for p in _iter_files(root)]
+    plan = _plan(rel, diffusers=(root / "model_index.json").is_file())
+    return [root / p for p in sorted(plan.safe + plan.pickle)]
+
+
+def weights_sha256(
+    resolved: ResolvedModel, hash_file: Callable[[Path], str] | None = None
+) -> str | None:
+    """A sha256 identifying the weights, or ``None`` when there are no weights files.
+
+    Files in a hub cache are symlinks to blobs named by their LFS sha256: that name is used, no
+    hashing. Other files go through ``hash_file`` (the store caches it by path, size and mtime),
+    else are hashed here. One file gives its own sha256 (what other tools show); several give the
+    sha256 of the sorted ``relative-path sha256`` lines.
+    """
+    files = weights_files(resolved)
+    if not files:
+        return None
+    hasher = hash_file or sha256_file
+    digests = {f: _blob_sha256(f) or hasher(f) for f in files}
+    if len(files) == 1:
+        return digests[files[0]]
+    base = resolved.path if resolved.path.is_dir() else resolved.path.parent
+    lines = sorted(f"{f.relative_to(base).as_posix()} {d}\n" for f, d in digests.items())
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def estimate_bytes(resolved: ResolvedModel) -> int:
+    """Sum of the weights files' sizes: a first estimate of the memory the model needs."""
+    return sum(f.stat().st_size for f in weights_files(resolved))
+
+
+def detect_layout(path: Path) -> Layout:
+    """``diffusers`` (model_index.json), ``transformers`` (config.json), a ``safetensors-file``,
+    or ``unknown``."""
+    path = Path(path)
+    if path.is_file():
+        return "safetensors-file" if path.suffix.lower() in SAFE_SUFFIXES else "unknown"
+    if (path / "model_index.json").is_file():
+        return "diffusers"
+    if (path / "config.json").is_file():
+        return "transformers"
+    return "unknown"
+
+
+def list_hub_models(cache_dir: Path | None = None) -> list[ModelEntry]:
+    """Models in the hub cache (the snapshot that ``main`` points to, else the newest), by id."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    folder = hub_cache_dir(cache_dir)
+    try:
+        info = scan_cache_dir(folder)
+    except CacheNotFound:
+        return []
+    entries = []
+    for repo in info.repos:
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        by_ref = repo.refs
+        revision = by_ref.get("main") or max(repo.revisions, key=lambda r: r.last_modified)
+        snapshot = Path(revision.snapshot_path)
+        layout = detect_layout(snapshot)
+        entries.append(
+            ModelEntry(
+                ref=repo.repo_id,
+                source="hub",
+                modality=guess_modality(snapshot),
+                size_bytes=int(repo.size_on_disk),
+                downloaded=True,
+                path=snapshot,
+                revision=revision.commit_hash,
+                kind=None if layout == "unknown" else layout,
+            )
+        )
+    return sorted(entries, key=lambda e: e.ref.lower())
+
+
+def hub_cache_dir(cache_dir: Path | None = None) -> Path:
+    """The hub cache folder, read from the environment at each call (as huggingface_hub does at
+    import): ``HF_HUB_CACHE``, ``HUGGINGFACE_HUB_CACHE``, ``HF_HOME/hub``,
+    ``XDG_CACHE_HOME/huggingface/hub``, ``~/.cache/huggingface/hub``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.path.expandvars(os.environ[var])).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) forbids network access now."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def guess_modality(path: Path) -> str | None:
+    """Best-effort modality (text, image, audio) of a model folder, from its config files."""
+    text = ""
+    for name in ("model_index.json", "config.json"):
+        try:
+            data = json.loads((Path(path) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            text = " ".join(
+                str(data.get(k, "")) for k in ("_class_name", "model_type", "architectures")
+            ).lower()
+            if name == "model_index.json":
+                audio = any(w in text for w in ("audio", "music", "dance", "speech"))
+                return "audio" if audio else "image"
+            break
+    if not text:
+        return None
+    if any(w in text for w in _AUDIO_WORDS):
+        return "audio"
+    if any(w in text for w in ("causallm", "lmhead", "seq2seq", "conditionalgeneration")):
+        return "text"
+    return None
+
+
+_AUDIO_WORDS = ("musicgen", "bark", "speecht5", "vits", "encodec", "parler", "audio", "speech")
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes (streamed)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- local references --------------------------------------------------------------------------
+
+
+def _resolve_local(ref: str, path: Path, allow_pickle: bool) -> ResolvedModel:
+    # Absolute but with symlinks kept: a hub snapshot file must keep its name (not its blob's).
+    path = Path(os.path.abspath(path))
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in SAFE_SUFFIXES:
+            return ResolvedModel(ref, "file", path, None, None)
+        if suffix in PICKLE_SUFFIXES:
+            if allow_pickle:
+                return ResolvedModel(ref, "file", path, None, None)
+            raise UnsafeWeightsError(
+                f"model {ref!r} is a pickle-based file ({path.name}). "
+                + _ALLOW_PICKLE_HINT.format(ref=ref)
+            )
+        raise ModelNotFound(
+            f"model {ref!r}: {path.name} is not a weights file the studio loads; a single-file "
+            "model must be a .safetensors file (or a folder in diffusers/transformers layout)."
+        )
+    if not path.is_dir():
+        raise ModelNotFound(f"model {ref!r}: {path} is neither a file nor a folder")
+    rel = [p.relative_to(path).as_posix() for p in _iter_files(path)]
+    if not rel:
+        raise ModelNotFound(
+            f"model {ref!r}: the folder {path} is empty; expected a model in diffusers layout "
+            "(model_index.json) or transformers layout (config.json + *.safetensors)"
+        )
+    _check_weights(ref, path, rel, allow_pickle)
+    return ResolvedModel(ref, "folder", path, None, None)
+
+
+def _looks_like_path(text: str) -> bool:
+    """A reference meant as a path (so a missing one is 'no such file', not a hub id)."""
+    if text.startswith(("/", "./", "../", "~", ".\\", "..\\")) or "\\" in text:
+        return True
+    if re.match(r"^[A-Za-z]:[\\/]", text):  # a Windows drive
+        return True
+    if text.count("/") > 1:
+        return True
+    return text.lower().endswith(SAFE_SUFFIXES + PICKLE_SUFFIXES + FOREIGN_SUFFIXES)
+
+
+def _parse_hub_id(text: str) -> tuple[str, str | None]:
+    repo_id, sep, revision = text.partition("@")
+    if sep and not revision.strip():
+        raise InvalidRequest(f"model {text!r}: empty revision after '@' (use org/name@revision)")
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise InvalidRequest(
+            f"model {text!r} is neither an existing file or folder nor a valid hub id: {exc} "
+            "Allowed: org/name or name (letters, digits, '-', '_', '.'; optionally @revision), a "
+            "folder in diffusers/transformers layout, or a .safetensors file."
+        ) from None
+    return repo_id, revision.strip() or None
+
+
+# --- weights selection (shared by local folders, cached snapshots and downloads) ---------------
+
+
+@dataclass
+class _Plan:
+    """Which weights files a model loads: safetensors where a folder has them, else pickle."""
+
+    safe: list[str]
+    pickle: list[str]  # pickle files in folders without safetensors (pickle-only)
+    skipped_pickle: list[str]  # pickle files next to safetensors: never needed
+    other: list[str]  # configs, tokenizers, ...: everything that is not weights
+
+    @property
+    def has_weights(self) -> bool:
+        return bool(self.safe or self.pickle)
+
+
+def _plan(paths: Iterable[str], *, diffusers: bool) -> _Plan:
+    """Sort relative posix paths into a plan.
+
+    In a diffusers layout, weights at the top level (a single-file checkpoint kept beside the
+    components) are not part of the pipeline and are ignored when components have weights.
+    """
+    by_dir: dict[str, tuple[list[str], list[str]]] = {}
+    other: list[str] = []
+    for p in paths:
+        suffix = PurePosixPath(p).suffix.lower()
+        parent = str(PurePosixPath(p).parent)
+        if suffix in SAFE_SUFFIXES:
+            by_dir.setdefault(parent, ([], []))[0].append(p)
+        elif suffix in PICKLE_SUFFIXES:
+            by_dir.setdefault(parent, ([], []))[1].append(p)
+        elif suffix not in FOREIGN_SUFFIXES:
+            other.append(p)
+    if diffusers and any(d != "." for d in by_dir):
+        by_dir.pop(".", None)
+    plan = _Plan([], [], [], other)
+    for safe, pickled in by_dir.values():
+        if safe:
+            plan.safe += safe
+            plan.skipped_pickle += pickled
+        else:
+            plan.pickle += pickled
+    for group in (plan.safe, plan.pickle, plan.skipped_pickle, plan.other):
+        group.sort()
+    return plan
+
+
+def _check_weights(ref: str, root: Path, rel: list[str], allow_pickle: bool) -> _Plan:
+    """Raise unless ``root`` holds complete weights the safety rule accepts."""
+    plan = _plan(rel, diffusers="model_index.json" in rel)
+    if not plan.has_weights:
+        raise ModelNotFound(
+            f"model {ref!r}: no weights files in {root} (expected *.safetensors in diffusers "
+            "layout with model_index.json, or transformers layout with config.json)"
+        )
+    if plan.pickle and not allow_pickle:
+        raise UnsafeWeightsError(
+            f"model {ref!r} has only pickle-based weights ({_sample(plan.pickle)}). "
+            + _ALLOW_PICKLE_HINT.format(ref=ref)
+        )
+    missing = _missing_shards(root, rel)
+    if missing:
+        raise ModelNotFound(
+            f"model {ref!r} is incomplete: shard(s) {_sample(missing)} listed in its index are "
+            f"missing from {root}"
+        )
+    return plan
+
+
+def _missing_shards(root: Path, rel: list[str]) -> list[str]:
+    """Shards named in a ``*.safetensors.index.json`` that are not on disk."""
+    present = set(rel)
+    missing: list[str] = []
+    for index in (p for p in rel if p.endswith(".safetensors.index.json")):
+        try:
+            weight_map = json.loads((root / index).read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        parent = PurePosixPath(index).parent
+        for shard in sorted(set(weight_map.values())):
+            name = str(parent / shard) if str(parent) != "." else shard
+            if name not in present:
+                missing.append(name)
+    return missing
+
+
+def _sample(items: list[str], n: int = 3) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f", ... ({len(items) - n} more)" if len(items) > n else "")
+
+
+def _iter_files(root: Path) -> list[Path]:
+    """Files under ``root`` (symlinks followed), skipping hidden folders such as ``.cache``."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            p = Path(dirpath) / name
+            if p.is_file():
+                out.append(p)
+    return out
+
+
+def _blob_sha256(path: Path) -> str | None:
+    """The sha256 a hub cache gives for free: the name of the LFS blob a snapshot file links to."""
+    if not path.is_symlink():
+        return None
+    target = Path(os.path.realpath(path))
+    if target.parent.name == "blobs" and _SHA256_RE.match(target.name):
+        return target.name
+    return None
+
+
+# --- hub references ----------------------------------------------------------------------------
+
+
+def _resolve_hub(
+    ref: str,
+    repo_id: str,
+    revision: str | None,
+    *,
+    allow_pickle: bool,
+    allow_download: bool,
+    cache_dir: Path,
+    progress: Progress | None,
+) -> ResolvedModel:
+    offline = hub_offline()
+    snapshot = _cached_snapshot(repo_id, revision, cache_dir)
+    cached_problem: Exception | None = None
+    if snapshot is not None:
+        rel = [p.relative_to(snapshot).as_posix() for p in _iter_files(snapshot)]
+        try:
+            _check_weights(ref, snapshot, rel, allow_pickle)
+        except (ModelNotFound, UnsafeWeightsError) as exc:
+            cached_problem = exc  # partial or pickle-only snapshot: the hub may have more
+        else:
+            return ResolvedModel(ref, "hub", snapshot, snapshot.name, repo_id)
+    if not allow_download or offline:
+        why = (
+            "HF_HUB_OFFLINE is set"
+            if offline and allow_download
+            else "downloads are off (offline setting)"
+        )
+        if isinstance(cached_problem, ModelNotFound):
+            raise ModelNotFound(f"{cached_problem}; it cannot be completed: {why}")
+        if cached_problem is not None:
+            raise cached_problem
+        raise ModelNotFound(
+            f"model {ref!r} is not in the hub cache ({cache_dir}) and {why}. Download it while "
+            "online (turn the offline setting off, unset HF_HUB_OFFLINE), point HF_HUB_CACHE or "
+            "HF_HOME at the cache that holds it, or use a local folder or .safetensors file."
+        )
+    remote = _list_remote_files(repo_id, revision)
+    plan = _plan(remote, diffusers="model_index.json" in remote)
+    if not plan.has_weights:
+        raise ModelNotFound(
+            f"model {ref!r}: the hub repo has no PyTorch weights (.safetensors) to load "
+            f"(files: {_sample(sorted(remote), 6) or 'none'})"
+        )
+    if plan.pickle and not allow_pickle:
+        raise UnsafeWeightsError(
+            f"model {ref!r} has only pickle-based weights on the hub ({_sample(plan.pickle)}); "
+            "nothing was downloaded. " + _ALLOW_PICKLE_HINT.format(ref=ref)
+        )
+    wanted = plan.other + plan.safe + plan.pickle
+    snapshot = _download(repo_id, revision, cache_dir, wanted, progress)
+    rel = [p.relative_to(snapshot).as_posix() for p in _iter_files(snapshot)]
+    _check_weights(ref, snapshot, rel, allow_pickle)
+    return ResolvedModel(ref, "hub", snapshot, snapshot.name, repo_id)
+
+
+def _cached_snapshot(repo_id: str, revision: str | None, cache_dir: Path) -> Path | None:
+    """The cached snapshot folder for ``revision`` (default ``main``), or ``None``; no network."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(
+            repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True
+        )
+    except (LocalEntryNotFoundError, FileNotFoundError):
+        return None
+    return Path(folder)
+
+
+def _hub_error(ref: str, exc: Exception) -> ModelNotFound:
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(exc, GatedRepoError):
+        return ModelNotFound(
+            f"model {ref!r} is gated on the hub: accept its licence on huggingface.co and log in "
+            "(`hf auth login`), then try again"
+        )
+    if isinstance(exc, RevisionNotFoundError):
+        return ModelNotFound(f"model {ref!r}: that revision does not exist on the hub")
+    if isinstance(exc, RepositoryNotFoundError):
+        return ModelNotFound(
+            f"model {ref!r} was not found on the hub (check the id; private models need "
+            "`hf auth login`)"
+        )
+    return ModelNotFound(
+        f"model {ref!r} is not cached and the hub could not be reached ({type(exc).__name__}: "
+        f"{exc}). Check the connection and try again; an interrupted download resumes."
+    )
+
+
+def _list_remote_files(repo_id: str, revision: str | None) -> list[str]:
+    """The repo's file list on the hub (network)."""
+    from huggingface_hub import HfApi
+
+    try:
+        return list(HfApi().list_repo_files(repo_id, revision=revision))
+    except Exception as exc:
+        raise _hub_error(repo_id, exc) from exc
+
+
+def _download(
+    repo_id: str,
+    revision: str | None,
+    cache_dir: Path,
+    files: list[str],
+    progress: Progress | None,
+) -> Path:
+    """Download exactly ``files`` into the hub cache (resumes partial blobs); the snapshot path."""
+    from huggingface_hub import snapshot_download
+
+    patterns = [_escape_pattern(f) for f in files]
+    kwargs: dict[str, Any] = {}
+    if progress is not None:
+        kwargs["tqdm_class"] = progress_tqdm(progress)
+    try:
+        folder = snapshot_download(
+            repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=patterns, **kwargs
+        )
+    except Exception as exc:
+        raise _hub_error(repo_id, exc) from exc
+    return Path(folder)
+
+
+def _escape_pattern(name: str) -> str:
+    """An fnmatch pattern matching exactly ``name``."""
+    return re.sub(r"([\[\]*?])", r"[\1]", name)
+
+
+def progress_tqdm(callback: Progress) -> type:
+    """A silent tqdm class for ``snapshot_download`` that reports byte progress to ``callback``.
+
+    huggingface_hub aggregates every file's bytes into one bar (unit ``B``, "Reconstructing...");
+    that bar's count and growing total are forwarded as ``callback(done, total)``.
+    """
+    from tqdm.auto import tqdm
+
+    class _ProgressTqdm(tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            desc = str(kwargs.get("desc") or "")
+            self._report = kwargs.get("unit") == "B" and not desc.startswith("Downloading bytes")
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            # A disabled tqdm does not count: keep the count here.
+            self.n += n or 0
+            if self._report:
+                callback(int(self.n), int(self.total or 0))
+            return None
+
+    return _ProgressTqdm
