@@ -106,6 +106,8 @@ class PluginHost:
             ok, module = self._guarded(info, ep.load, stage="import")
             if ok:
                 self.register(module, info)
+            else:  # listed with its error, so the user sees what broke
+                self.plugins[ep.name] = info
 
     def register(self, plugin: ModuleType | object, info: PluginInfo | None = None) -> PluginInfo:
         """Register a plugin object/module directly (tests and embedding applications)."""

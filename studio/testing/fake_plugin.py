@@ -1,0 +1,30 @@
+"""The testing kit's plugin: the fake generators and trainer of :mod:`studio.testing.fakes`.
+
+Register it in a test with ``studio.plugins.register(fake_plugin)`` (or the ``studio_app`` fixture,
+which does so). It is never loaded through entry points, so users never see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from studio import __version__ as __version__
+from studio import hookimpl
+from studio.testing import fakes
+
+#: Name the testing kit registers this plugin under.
+PLUGIN_NAME = "studio-fakes"
+
+
+@hookimpl
+def register_generators(register: Callable[[type], None]) -> None:
+    """Contribute every fake generator."""
+    for cls in fakes.GENERATORS:
+        register(cls)
+
+
+@hookimpl
+def register_trainers(register: Callable[[type], None]) -> None:
+    """Contribute the fake trainer."""
+    for cls in fakes.TRAINERS:
+        register(cls)

@@ -1,0 +1,470 @@
+"""The device worker and its queue: order, cancel, failures, training preemption and pause.
+
+Everything runs on the fake plugins of the testing kit (no model, no torch work), and every wait
+has a timeout so that a broken worker fails the test instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from studio import GenerationRequest, TrainingRequest
+from studio.core.cache import CacheKey
+from studio.core.events import JobState, Partial, Progress, TrainStep
+from studio.core.records import JobKind, JobRecord, Priority
+from studio.core.studio import Studio
+from studio.core.worker import Job, JobQueue, one_line, stored_payload
+from studio.testing import fake_plugin
+from studio.testing.fakes import EventRecorder, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+WAIT = 20.0
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def open_studio(home: Path, *, start: bool = True) -> Studio:
+    """A studio with only the fake plugin; ``start=False`` leaves the queue held."""
+    app = Studio.open(home, load_plugins=False, start_workers=False)
+    app.plugins.register(fake_plugin)
+    if start:
+        app.start()
+    return app
+
+
+@pytest.fixture
+def app(studio_home: Path) -> Iterator[Studio]:
+    studio = open_studio(studio_home)
+    yield studio
+    studio.close()
+
+
+@pytest.fixture
+def held(studio_home: Path) -> Iterator[Studio]:
+    """A studio whose worker has not started: jobs pile up, then ``start()`` runs them."""
+    studio = open_studio(studio_home, start=False)
+    yield studio
+    studio.close()
+
+
+@pytest.fixture
+def recorder(app: Studio) -> EventRecorder:
+    rec = EventRecorder()
+    app.subscribe(rec)
+    return rec
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (folder / "one.png").write_bytes(b"\x89PNG fake")
+    (folder / "one.txt").write_text("a caption")
+    return folder
+
+
+def text(prompt: str = "hello", **options: object) -> GenerationRequest:
+    return GenerationRequest(generator="fake-text", prompt=prompt, seed=1, options=options)
+
+
+def slow_image(steps: int = 100, delay: float = 0.05) -> GenerationRequest:
+    return GenerationRequest(
+        generator="fake-image", prompt="slow", seed=3, options={"steps": steps, "delay": delay}
+    )
+
+
+def training(dataset: Path, **options: object) -> TrainingRequest:
+    return TrainingRequest(trainer="fake-lora", dataset=dataset, name="style", options=options)
+
+
+def train_steps(rec: EventRecorder, job_id: str) -> list[int]:
+    return [e.step for e in rec.of(job_id) if isinstance(e, TrainStep)]
+
+
+def progress_count(rec: EventRecorder, job_id: str) -> int:
+    return sum(isinstance(e, Progress) for e in rec.of(job_id))
+
+
+def started_order(rec: EventRecorder, ids: list[str]) -> list[str]:
+    """Job ids in the order they first started running."""
+    order: list[str] = []
+    for job_id, label in rec.timeline():
+        if label == "running" and job_id in ids and job_id not in order:
+            order.append(job_id)
+    return order
+
+
+# --- the queue on its own ----------------------------------------------------------------------
+
+
+def make_job(job_id: str, priority: Priority, queue: JobQueue) -> Job:
+    record = JobRecord(
+        id=job_id,
+        kind=JobKind.GENERATE,
+        state=JobState.QUEUED,
+        priority=priority,
+        component="fake-text",
+        request={},
+        created=time.time(),
+        position=queue.next_position(),
+    )
+    return Job(record)
+
+
+def test_queue_orders_by_priority_then_first_in_first_out() -> None:
+    queue = JobQueue()
+    for job_id, priority in [
+        ("train", Priority.TRAINING),
+        ("batch1", Priority.BATCH),
+        ("ui1", Priority.INTERACTIVE),
+        ("batch2", Priority.BATCH),
+        ("ui2", Priority.INTERACTIVE),
+    ]:
+        queue.push(make_job(job_id, priority, queue))
+    assert [j.id for j in queue.snapshot()] == ["ui1", "ui2", "batch1", "batch2", "train"]
+    taken = [queue.pop_next() for _ in range(5)]
+    assert [j.id for j in taken if j] == ["ui1", "ui2", "batch1", "batch2", "train"]
+    assert queue.pop_next() is None
+
+
+def test_queue_pop_below_only_takes_higher_priority_jobs() -> None:
+    queue = JobQueue()
+    queue.push(make_job("train2", Priority.TRAINING, queue))
+    assert queue.pop_next(below=Priority.TRAINING) is None
+    queue.push(make_job("batch", Priority.BATCH, queue))
+    job = queue.pop_next(below=Priority.TRAINING)
+    assert job is not None and job.id == "batch"
+    assert queue.pop_next(below=Priority.BATCH) is None
+    assert len(queue) == 1
+
+
+def test_queue_move_reorders_within_a_priority_and_clamps() -> None:
+    queue = JobQueue()
+    for job_id in ("a", "b", "c"):
+        queue.push(make_job(job_id, Priority.INTERACTIVE, queue))
+    queue.push(make_job("batch", Priority.BATCH, queue))
+    changed = queue.move("c", -2)
+    assert changed is not None and {j.id for j in changed} == {"a", "b", "c"}
+    assert [j.id for j in queue.snapshot()] == ["c", "a", "b", "batch"]
+    assert queue.move("c", -1) == []  # already first
+    assert queue.move("batch", -1) == []  # alone in its priority: stays behind interactive jobs
+    moved = queue.move("a", +5)  # clamped to the end of its priority
+    assert moved is not None and [j.id for j in queue.snapshot()] == ["c", "b", "a", "batch"]
+    assert queue.move("nope", 1) is None
+    positions = [j.record.position for j in queue.snapshot()[:3]]
+    assert positions == sorted(positions) and len(set(positions)) == 3
+
+
+def test_queue_skips_held_jobs_until_released() -> None:
+    queue = JobQueue()
+    first = make_job("first", Priority.INTERACTIVE, queue)
+    queue.push(first)
+    queue.push(make_job("second", Priority.BATCH, queue))
+    assert queue.hold("first") and not queue.hold("nope")
+    taken = queue.pop_next()
+    assert taken is not None and taken.id == "second"
+    assert queue.wait_next(timeout=0.05) is None  # only a held job left
+    assert queue.release("first") and not queue.release("first")
+    again = queue.wait_next(timeout=1)
+    assert again is first
+
+
+def test_queue_remove_wait_and_close() -> None:
+    queue = JobQueue()
+    queue.push(make_job("a", Priority.INTERACTIVE, queue))
+    assert "a" in queue
+    removed = queue.remove("a")
+    assert removed is not None and removed.id == "a"
+    assert queue.remove("a") is None
+    assert queue.wait_next(timeout=0.05) is None  # empty: times out
+    queue.push(make_job("b", Priority.INTERACTIVE, queue))
+    queue.close()
+    assert queue.wait_next(timeout=1) is None and queue.pop_next() is None  # closed gives none
+
+
+def test_stored_payloads_keep_previews_small_and_partials_whole() -> None:
+    from studio.core.events import Preview
+
+    assert stored_payload(Preview(data=object(), step=3, index=1)) == {"step": 3, "index": 1}
+    assert stored_payload(Partial("some text")) == {"text": "some text", "index": 0}
+    assert stored_payload(object()) is None
+
+
+def test_one_line_errors() -> None:
+    assert one_line(ValueError("bad\nsecond line")) == "ValueError: bad"
+    assert one_line(MemoryError()) == "MemoryError"
+
+
+# --- order ---------------------------------------------------------------------------------------
+
+
+def test_jobs_run_by_priority_and_in_submission_order(held: Studio, dataset: Path) -> None:
+    rec = EventRecorder()
+    held.subscribe(rec)
+    batch = held.submit(text("batch"), priority=Priority.BATCH)
+    train = held.submit_training(training(dataset, steps=3))
+    first = held.submit(text("first"))
+    second = held.submit(text("second"))
+    held.start()
+    for job_id in (batch, train, first, second):
+        assert held.wait(job_id, WAIT).state == JobState.SUCCEEDED
+    assert started_order(rec, [batch, train, first, second]) == [first, second, batch, train]
+
+
+def test_move_changes_the_run_order_and_is_stored(held: Studio) -> None:
+    rec = EventRecorder()
+    held.subscribe(rec)
+    a, b, c = (held.submit(text(p)) for p in "abc")
+    assert held.move(c, -2)
+    assert not held.move(c, -1)  # already first
+    assert not held.move("no-such-job", 1)
+    assert held.job(c).position < held.job(a).position < held.job(b).position
+    held.start()
+    for job_id in (a, b, c):
+        assert held.wait(job_id, WAIT).state == JobState.SUCCEEDED
+    assert started_order(rec, [a, b, c]) == [c, a, b]
+    assert not held.move(a, 1)  # finished jobs do not move
+
+
+# --- cancel --------------------------------------------------------------------------------------
+
+
+def test_cancel_a_queued_job_removes_it(held: Studio) -> None:
+    rec = EventRecorder()
+    held.subscribe(rec)
+    doomed = held.submit(text("doomed"))
+    kept = held.submit(text("kept"))
+    assert held.cancel(doomed)
+    assert held.job(doomed).state == JobState.CANCELLED
+    held.start()
+    assert held.wait(kept, WAIT).state == JobState.SUCCEEDED
+    assert rec.states(doomed) == [JobState.QUEUED, JobState.CANCELLED]  # never ran
+    assert held.job(doomed).artifact_ids == []
+    assert not held.cancel(doomed)  # already over
+
+
+def test_cancel_a_running_job_stops_it_within_one_step(
+    app: Studio, recorder: EventRecorder
+) -> None:
+    job = app.submit(slow_image(steps=100, delay=0.05))
+    assert recorder.wait_for(lambda: progress_count(recorder, job) >= 2, WAIT)
+    at_cancel = progress_count(recorder, job)
+    started = time.monotonic()
+    assert app.cancel(job)
+    record = app.wait(job, WAIT)
+    assert record.state == JobState.CANCELLED
+    assert time.monotonic() - started < 1.0
+    assert progress_count(recorder, job) - at_cancel <= 1
+    assert record.artifact_ids == []
+    # the worker goes on
+    assert app.wait(app.submit(text()), WAIT).state == JobState.SUCCEEDED
+
+
+# --- failures ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("error", "name"), [("value", "ValueError"), ("memory", "MemoryError")])
+def test_a_failing_job_fails_alone_and_the_next_one_runs(
+    app: Studio, error: str, name: str
+) -> None:
+    bad = app.submit(
+        GenerationRequest(generator="fake-fail", options={"error": error, "after_steps": 2})
+    )
+    good = app.submit(text())
+    failed = app.wait(bad, WAIT)
+    assert failed.state == JobState.FAILED
+    assert failed.error is not None and name in failed.error and "\n" not in failed.error
+    assert failed.step == 2  # progress before the failure was recorded
+    errors = [e for e in app.store.job_events(bad) if e["type"] == "error"]
+    assert len(errors) == 1 and "fakes.py" in errors[0]["payload"]["traceback"]
+    assert app.wait(good, WAIT).state == JobState.SUCCEEDED
+
+
+def test_out_of_memory_frees_the_cache_and_the_worker_goes_on(
+    app: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert app.wait(app.submit(text()), WAIT).state == JobState.SUCCEEDED  # device is known
+    key = CacheKey(
+        ref="fake/weights", revision=None, kind="test", dtype="float32", device=app.device
+    )
+    with app.cache.acquire(key, lambda: bytearray(1000), size_bytes=1000):
+        pass
+    assert key in app.cache
+    freed: list[str | None] = []
+    original = app.cache.free
+
+    def spy(device: str | None = None) -> int:
+        freed.append(device)
+        return original(device)
+
+    monkeypatch.setattr(app.cache, "free", spy)
+    value_error = app.submit(GenerationRequest(generator="fake-fail", options={"error": "value"}))
+    oom = app.submit(GenerationRequest(generator="fake-fail", options={"error": "oom"}))
+    after = app.submit(text())
+    assert app.wait(value_error, WAIT).state == JobState.FAILED
+    record = app.wait(oom, WAIT)
+    assert record.state == JobState.FAILED
+    assert record.error is not None and record.error.startswith("out of memory on")
+    assert app.wait(after, WAIT).state == JobState.SUCCEEDED
+    assert freed == [app.device]  # only after the out-of-memory error
+    assert key not in app.cache
+
+
+def test_a_failing_subscriber_is_logged_and_the_worker_goes_on(
+    app: Studio, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event: object) -> None:
+        raise RuntimeError("subscriber bug")
+
+    app.subscribe(broken)
+    rec = EventRecorder()
+    unsubscribe = app.subscribe(rec)
+    with caplog.at_level(logging.ERROR, logger="studio"):
+        job = app.submit(text())
+        assert app.wait(job, WAIT).state == JobState.SUCCEEDED
+    assert rec.states(job) == [JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED]
+    assert any("subscriber" in r.getMessage() for r in caplog.records)
+    unsubscribe()
+    second = app.submit(text())
+    assert app.wait(second, WAIT).state == JobState.SUCCEEDED
+    assert rec.of(second) == []
+
+
+def test_events_are_stored_with_previews_reduced_to_their_step(app: Studio) -> None:
+    image = app.submit(GenerationRequest(generator="fake-image", prompt="x", options={"steps": 2}))
+    words = app.submit(text(max_tokens=40))
+    app.wait(image, WAIT)
+    app.wait(words, WAIT)
+    previews = [e["payload"] for e in app.store.job_events(image) if e["type"] == "preview"]
+    assert previews == [{"step": 1, "index": 0}, {"step": 2, "index": 0}]
+    partials = [e["payload"] for e in app.store.job_events(words) if e["type"] == "partial"]
+    artifact = app.store.get_artifact(app.job(words).artifact_ids[0])
+    assert "".join(p["text"] for p in partials) == artifact.path.read_text()
+    assert 1 <= len(partials) < 40  # streamed chunks are stored joined
+    types = [e["type"] for e in app.store.job_events(words)]
+    assert types[0] == "jobstatechanged" and types[-1] == "jobstatechanged"
+    assert types.index("partial") < types.index("result") < types.index("artifactsaved")
+    assert app.job(words).step == 40 and app.job(words).total == 40
+
+
+# --- training: preemption, pause, cancel ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("priority", [Priority.INTERACTIVE, Priority.BATCH])
+def test_training_lends_the_device_to_a_generation_at_a_step_boundary(
+    app: Studio, recorder: EventRecorder, dataset: Path, priority: Priority
+) -> None:
+    train = app.submit_training(training(dataset, steps=30, delay=0.02, checkpoint_every=10))
+    assert recorder.wait_for(lambda: len(train_steps(recorder, train)) >= 3, WAIT)
+    gen = app.submit(text(), priority=priority)
+    assert app.wait(gen, WAIT).state == JobState.SUCCEEDED
+    assert app.wait(train, WAIT).state == JobState.SUCCEEDED
+
+    timeline = recorder.timeline()
+    paused = timeline.index((train, "paused"))
+    gen_running = timeline.index((gen, "running"))
+    gen_done = timeline.index((gen, "succeeded"))
+    resumed = timeline.index((train, "running"), gen_done)
+    assert paused < gen_running < gen_done < resumed
+    assert (train, "trainstep") not in timeline[paused:resumed]  # no step while lent out
+    assert train_steps(recorder, train) == list(range(1, 31))  # nothing lost, nothing repeated
+    assert recorder.states(train) == [
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.PAUSED,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+    ]
+    assert len(app.adapters()) == 1
+
+
+def test_training_does_not_yield_to_another_training(
+    app: Studio, recorder: EventRecorder, dataset: Path
+) -> None:
+    first = app.submit_training(training(dataset, steps=10, delay=0.01))
+    assert recorder.wait_for(lambda: len(train_steps(recorder, first)) >= 1, WAIT)
+    second = app.submit_training(training(dataset, steps=2))
+    assert app.wait(first, WAIT).state == JobState.SUCCEEDED
+    assert app.wait(second, WAIT).state == JobState.SUCCEEDED
+    assert JobState.PAUSED not in recorder.states(first)
+    timeline = recorder.timeline()
+    assert timeline.index((first, "succeeded")) < timeline.index((second, "running"))
+
+
+def test_user_pause_holds_the_training_while_other_jobs_run(
+    app: Studio, recorder: EventRecorder, dataset: Path
+) -> None:
+    train = app.submit_training(training(dataset, steps=100, delay=0.01, checkpoint_every=50))
+    assert recorder.wait_for(lambda: len(train_steps(recorder, train)) >= 2, WAIT)
+    assert not app.pause("no-such-job")
+    assert app.pause(train)
+    assert wait_until(lambda: app.job(train).state == JobState.PAUSED, WAIT)
+    held_at = len(train_steps(recorder, train))
+    gen = app.submit(text())
+    assert app.wait(gen, WAIT).state == JobState.SUCCEEDED  # served while the training is held
+    time.sleep(0.2)
+    assert len(train_steps(recorder, train)) == held_at
+    assert app.job(train).state == JobState.PAUSED
+    assert app.resume(train)
+    assert not app.resume(train)  # not paused any more
+    assert app.wait(train, WAIT).state == JobState.SUCCEEDED
+    assert train_steps(recorder, train) == list(range(1, 101))
+    assert recorder.states(train) == [
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.PAUSED,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+    ]
+
+
+def test_a_queued_training_paused_waits_until_resumed(held: Studio, dataset: Path) -> None:
+    rec = EventRecorder()
+    held.subscribe(rec)
+    gen = held.submit(text())
+    train = held.submit_training(training(dataset, steps=2))
+    later = held.submit_training(training(dataset, steps=2))
+    assert not held.pause(gen)  # generations do not pause
+    assert held.pause(train)
+    assert not held.pause(train)  # already paused
+    assert held.job(train).state == JobState.PAUSED
+    held.start()
+    assert held.wait(gen, WAIT).state == JobState.SUCCEEDED
+    assert held.wait(later, WAIT).state == JobState.SUCCEEDED  # the held one does not block
+    assert held.job(train).state == JobState.PAUSED
+    assert held.resume(train)
+    assert held.wait(train, WAIT).state == JobState.SUCCEEDED
+    assert rec.states(train) == [
+        JobState.QUEUED,
+        JobState.PAUSED,
+        JobState.QUEUED,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+    ]
+
+
+def test_cancel_a_paused_training(app: Studio, recorder: EventRecorder, dataset: Path) -> None:
+    train = app.submit_training(training(dataset, steps=500, delay=0.01))
+    assert recorder.wait_for(lambda: len(train_steps(recorder, train)) >= 1, WAIT)
+    assert app.pause(train)
+    assert wait_until(lambda: app.job(train).state == JobState.PAUSED, WAIT)
+    assert app.cancel(train)
+    assert app.wait(train, WAIT).state == JobState.CANCELLED
+    assert app.adapters() == []
+
+
+def test_eta_of_a_running_training(app: Studio, recorder: EventRecorder, dataset: Path) -> None:
+    train = app.submit_training(training(dataset, steps=200, delay=0.01))
+    assert recorder.wait_for(lambda: len(train_steps(recorder, train)) >= 5, WAIT)
+    eta = app.eta(train)
+    assert eta is not None and 0 < eta < 60
+    app.cancel(train)
+    app.wait(train, WAIT)
+    assert app.eta(train) is None
