@@ -7,7 +7,7 @@ weights were allowed for that one model (settings ``allow_pickle``).
 Hub ids go through the standard hub cache (``HF_HUB_CACHE``, else ``HF_HOME/hub``, read at each
 call), so a model downloaded for another tool is used in place, never copied. A cached model
 resolves offline; a missing one is downloaded (resumable, with progress) when allowed. A hub id may
-name a revision: ``org/name@branch-tag-or-commit``.
+name a revision: ``org/name@branch-tag-or-commit``. A download can be cancelled (``cancel``).
 
 Nothing here imports torch; ``huggingface_hub`` is imported only when a hub id is resolved.
 """
@@ -18,12 +18,13 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from studio.core.errors import InvalidRequest, ModelNotFound, UnsafeWeightsError
+from studio.core.errors import Cancelled, InvalidRequest, ModelNotFound, UnsafeWeightsError
 from studio.core.records import ModelEntry
 
 Layout = Literal["diffusers", "transformers", "safetensors-file", "unknown"]
@@ -76,6 +77,7 @@ def resolve(
     allow_download: bool = True,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> ResolvedModel:
     """Resolve a model reference to weights on disk.
 
@@ -85,11 +87,17 @@ def resolve(
     :param allow_download: fetch a hub model missing from the cache (never when ``HF_HUB_OFFLINE``
         is set). When a repo has safetensors weights, its pickle files are not downloaded.
     :param cache_dir: the hub cache; default ``HF_HUB_CACHE`` / ``HF_HOME/hub`` / the hub default.
-    :param progress: called as ``progress(done_bytes, total_bytes)`` while downloading, from the
-        download threads.
+    :param progress: called with ``(0, 0)`` when a download begins (on the calling thread), then
+        as ``progress(done_bytes, total_bytes)`` from the download threads, one call at a time.
+        Never called for a model that is already complete in the cache.
+    :param cancel: set it (from any thread) to stop a download: :class:`Cancelled` is raised at
+        the next chunk of a file served over HTTP, or before the next file for a file stored with
+        Xet (``hf_xet`` transfers it in Rust and ignores errors raised from its progress
+        callbacks). Files already complete stay in the cache and are not fetched again next time.
     :raises ModelNotFound: missing path, empty folder, no weights, not cached while offline.
     :raises UnsafeWeightsError: only pickle-based weights, and ``allow_pickle`` is false.
     :raises InvalidRequest: the reference is neither a path nor a well-formed hub id.
+    :raises Cancelled: ``cancel`` was set during a download.
     """
     text = (ref or "").strip()
     if not text:
@@ -97,12 +105,12 @@ def resolve(
     path = Path(text).expanduser()
     if path.exists():
         return _resolve_local(text, path, allow_pickle)
-    if _looks_like_path(text):
+    if is_local_path(text):
         raise ModelNotFound(
             f"model {text!r}: no such file or folder ({path.absolute()}). A local model is a "
             "folder in diffusers/transformers layout or a single .safetensors file."
         )
-    repo_id, revision = _parse_hub_id(text)
+    repo_id, revision = parse_hub_id(text)
     return _resolve_hub(
         text,
         repo_id,
@@ -111,7 +119,50 @@ def resolve(
         allow_download=allow_download,
         cache_dir=hub_cache_dir(cache_dir),
         progress=progress,
+        cancel=cancel,
     )
+
+
+def is_local_path(ref: str) -> bool:
+    """Whether ``ref`` means a local file or folder: an existing path, or text written as one
+    (``/x``, ``./x``, ``~/x``, ``C:\\x``, more than one ``/``, a weights-file suffix), so that a
+    missing one is "no such file", not a hub id."""
+    text = ref.strip()
+    if not text:
+        return False
+    if Path(text).expanduser().exists():
+        return True
+    if text.startswith(("/", "./", "../", "~", ".\\", "..\\")) or "\\" in text:
+        return True
+    if re.match(r"^[A-Za-z]:[\\/]", text):  # a Windows drive
+        return True
+    if text.count("/") > 1:
+        return True
+    return text.lower().endswith(SAFE_SUFFIXES + PICKLE_SUFFIXES + FOREIGN_SUFFIXES)
+
+
+def parse_hub_id(ref: str) -> tuple[str, str | None]:
+    """Split a hub reference ``org/name[@revision]`` into ``(repo_id, revision or None)``.
+
+    :raises InvalidRequest: an empty revision, or a malformed repo id (the message says what a
+        hub id may contain).
+    """
+    text = ref.strip()
+    repo_id, sep, revision = text.partition("@")
+    if sep and not revision.strip():
+        raise InvalidRequest(f"model {text!r}: empty revision after '@' (use org/name@revision)")
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise InvalidRequest(
+            f"model {text!r} is neither an existing file or folder nor a valid hub id: {exc} "
+            "Allowed: org/name or name (letters, digits, '-', '_', '.'; optionally @revision), a "
+            "folder in diffusers/transformers layout, or a .safetensors file."
+        ) from None
+    return repo_id, revision.strip() or None
 
 
 def weights_files(resolved: ResolvedModel) -> list[Path]:
@@ -119,8 +170,7 @@ def weights_files(resolved: ResolvedModel) -> list[Path]:
     if resolved.source == "file":
         return [resolved.path]
     root = resolved.path
-    rel = [p.relative_to(root).as_posix() for p in _iter_files(root)]
-    plan = _plan(rel, diffusers=(root / "model_index.json").is_file())
+    plan = _plan(_list_files(root))
     return [root / p for p in sorted(plan.safe + plan.pickle)]
 
 
@@ -278,43 +328,13 @@ def _resolve_local(ref: str, path: Path, allow_pickle: bool) -> ResolvedModel:
         )
     if not path.is_dir():
         raise ModelNotFound(f"model {ref!r}: {path} is neither a file nor a folder")
-    rel = [p.relative_to(path).as_posix() for p in _iter_files(path)]
-    if not rel:
+    if not _list_files(path):
         raise ModelNotFound(
             f"model {ref!r}: the folder {path} is empty; expected a model in diffusers layout "
             "(model_index.json) or transformers layout (config.json + *.safetensors)"
         )
-    _check_weights(ref, path, rel, allow_pickle)
+    _check_weights(ref, path, allow_pickle)
     return ResolvedModel(ref, "folder", path, None, None)
-
-
-def _looks_like_path(text: str) -> bool:
-    """A reference meant as a path (so a missing one is 'no such file', not a hub id)."""
-    if text.startswith(("/", "./", "../", "~", ".\\", "..\\")) or "\\" in text:
-        return True
-    if re.match(r"^[A-Za-z]:[\\/]", text):  # a Windows drive
-        return True
-    if text.count("/") > 1:
-        return True
-    return text.lower().endswith(SAFE_SUFFIXES + PICKLE_SUFFIXES + FOREIGN_SUFFIXES)
-
-
-def _parse_hub_id(text: str) -> tuple[str, str | None]:
-    repo_id, sep, revision = text.partition("@")
-    if sep and not revision.strip():
-        raise InvalidRequest(f"model {text!r}: empty revision after '@' (use org/name@revision)")
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as exc:
-        raise InvalidRequest(
-            f"model {text!r} is neither an existing file or folder nor a valid hub id: {exc} "
-            "Allowed: org/name or name (letters, digits, '-', '_', '.'; optionally @revision), a "
-            "folder in diffusers/transformers layout, or a .safetensors file."
-        ) from None
-    return repo_id, revision.strip() or None
 
 
 # --- weights selection (shared by local folders, cached snapshots and downloads) ---------------
@@ -333,13 +353,21 @@ class _Plan:
     def has_weights(self) -> bool:
         return bool(self.safe or self.pickle)
 
+    @property
+    def wanted(self) -> list[str]:
+        """The files a download fetches: everything but skipped pickle and foreign weights."""
+        return self.other + self.safe + self.pickle
 
-def _plan(paths: Iterable[str], *, diffusers: bool) -> _Plan:
-    """Sort relative posix paths into a plan.
 
-    In a diffusers layout, weights at the top level (a single-file checkpoint kept beside the
-    components) are not part of the pipeline and are ignored when components have weights.
+def _plan(paths: Iterable[str]) -> _Plan:
+    """Sort a model's relative posix paths into a plan.
+
+    In a diffusers layout (``model_index.json``), weights at the top level (a single-file
+    checkpoint kept beside the components) are not part of the pipeline and are ignored when
+    components have weights.
     """
+    paths = list(paths)
+    diffusers = "model_index.json" in paths
     by_dir: dict[str, tuple[list[str], list[str]]] = {}
     other: list[str] = []
     for p in paths:
@@ -365,9 +393,10 @@ def _plan(paths: Iterable[str], *, diffusers: bool) -> _Plan:
     return plan
 
 
-def _check_weights(ref: str, root: Path, rel: list[str], allow_pickle: bool) -> _Plan:
+def _check_weights(ref: str, root: Path, allow_pickle: bool) -> None:
     """Raise unless ``root`` holds complete weights the safety rule accepts."""
-    plan = _plan(rel, diffusers="model_index.json" in rel)
+    rel = _list_files(root)
+    plan = _plan(rel)
     if not plan.has_weights:
         raise ModelNotFound(
             f"model {ref!r}: no weights files in {root} (expected *.safetensors in diffusers "
@@ -384,7 +413,6 @@ def _check_weights(ref: str, root: Path, rel: list[str], allow_pickle: bool) -> 
             f"model {ref!r} is incomplete: shard(s) {_sample(missing)} listed in its index are "
             f"missing from {root}"
         )
-    return plan
 
 
 def _missing_shards(root: Path, rel: list[str]) -> list[str]:
@@ -409,17 +437,16 @@ def _sample(items: list[str], n: int = 3) -> str:
     return shown + (f", ... ({len(items) - n} more)" if len(items) > n else "")
 
 
-def _iter_files(root: Path) -> list[Path]:
-    """Files under ``root`` (symlinks followed), skipping hidden folders such as ``.cache``."""
+def _list_files(root: Path) -> list[str]:
+    """Files under ``root`` as relative posix paths (symlinks followed), sorted, skipping hidden
+    files and folders such as ``.cache``."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if name.startswith("."):
-                continue
             p = Path(dirpath) / name
-            if p.is_file():
-                out.append(p)
+            if not name.startswith(".") and p.is_file():
+                out.append(p.relative_to(root).as_posix())
     return out
 
 
@@ -445,14 +472,14 @@ def _resolve_hub(
     allow_download: bool,
     cache_dir: Path,
     progress: Progress | None,
+    cancel: threading.Event | None,
 ) -> ResolvedModel:
     offline = hub_offline()
     snapshot = _cached_snapshot(repo_id, revision, cache_dir)
     cached_problem: Exception | None = None
     if snapshot is not None:
-        rel = [p.relative_to(snapshot).as_posix() for p in _iter_files(snapshot)]
         try:
-            _check_weights(ref, snapshot, rel, allow_pickle)
+            _check_weights(ref, snapshot, allow_pickle)
         except (ModelNotFound, UnsafeWeightsError) as exc:
             cached_problem = exc  # partial or pickle-only snapshot: the hub may have more
         else:
@@ -473,7 +500,7 @@ def _resolve_hub(
             "HF_HOME at the cache that holds it, or use a local folder or .safetensors file."
         )
     remote = _list_remote_files(repo_id, revision)
-    plan = _plan(remote, diffusers="model_index.json" in remote)
+    plan = _plan(remote)
     if not plan.has_weights:
         raise ModelNotFound(
             f"model {ref!r}: the hub repo has no PyTorch weights (.safetensors) to load "
@@ -484,23 +511,43 @@ def _resolve_hub(
             f"model {ref!r} has only pickle-based weights on the hub ({_sample(plan.pickle)}); "
             "nothing was downloaded. " + _ALLOW_PICKLE_HINT.format(ref=ref)
         )
-    wanted = plan.other + plan.safe + plan.pickle
-    snapshot = _download(repo_id, revision, cache_dir, wanted, progress)
-    rel = [p.relative_to(snapshot).as_posix() for p in _iter_files(snapshot)]
-    _check_weights(ref, snapshot, rel, allow_pickle)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"download of {ref} cancelled")
+    if progress is not None:
+        progress(0, 0)  # the download begins
+    snapshot = _download(repo_id, revision, cache_dir, plan.wanted, progress, cancel)
+    _check_weights(ref, snapshot, allow_pickle)
     return ResolvedModel(ref, "hub", snapshot, snapshot.name, repo_id)
 
 
 def _cached_snapshot(repo_id: str, revision: str | None, cache_dir: Path) -> Path | None:
-    """The cached snapshot folder for ``revision`` (default ``main``), or ``None``; no network."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    """The cached snapshot folder for ``revision`` (default ``main``), or ``None``; no network.
 
+    huggingface_hub 2.4 keeps the repo's whole file list (its tree listing) from the download and
+    takes a snapshot that misses any listed file for incomplete. The files a download here skips
+    (pickle beside safetensors, other frameworks' weights) are never there, so only the files it
+    fetches are asked for: the same plan, made from that cached listing. Without a listing (a
+    cache filled by an older tool) huggingface_hub cannot tell, and :func:`_check_weights` decides.
+    """
+    from huggingface_hub import get_cached_repo_tree, snapshot_download
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError, LocalEntryNotFoundError
+
+    patterns: list[str] | None = None
+    try:
+        tree = get_cached_repo_tree(repo_id, revision=revision, cache_dir=cache_dir)
+    except CachedRepoTreeNotFoundError:
+        pass
+    else:
+        patterns = [_escape_pattern(f) for f in _plan(f.path for f in tree).wanted]
     try:
         folder = snapshot_download(
-            repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True
+            repo_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            allow_patterns=patterns,
+            local_files_only=True,
         )
-    except (LocalEntryNotFoundError, FileNotFoundError):
+    except (LocalEntryNotFoundError, FileNotFoundError):  # missing, or listed files missing
         return None
     return Path(folder)
 
@@ -546,19 +593,22 @@ def _download(
     cache_dir: Path,
     files: list[str],
     progress: Progress | None,
+    cancel: threading.Event | None = None,
 ) -> Path:
-    """Download exactly ``files`` into the hub cache (resumes partial blobs); the snapshot path."""
+    """Download exactly ``files`` into the hub cache (complete files are kept); the snapshot."""
     from huggingface_hub import snapshot_download
 
     patterns = [_escape_pattern(f) for f in files]
     kwargs: dict[str, Any] = {}
-    if progress is not None:
-        kwargs["tqdm_class"] = progress_tqdm(progress)
+    if progress is not None or cancel is not None:
+        kwargs["tqdm_class"] = progress_tqdm(progress, cancel)
     try:
         folder = snapshot_download(
             repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=patterns, **kwargs
         )
     except Exception as exc:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"download of {repo_id} cancelled") from exc
         raise _hub_error(repo_id, exc) from exc
     return Path(folder)
 
@@ -568,13 +618,27 @@ def _escape_pattern(name: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", name)
 
 
-def progress_tqdm(callback: Progress) -> type:
-    """A silent tqdm class for ``snapshot_download`` that reports byte progress to ``callback``.
+def progress_tqdm(callback: Progress | None, cancel: threading.Event | None = None) -> type:
+    """A silent tqdm class for ``snapshot_download``: byte progress to ``callback``, and a stop
+    once ``cancel`` is set.
 
     huggingface_hub aggregates every file's bytes into one bar (unit ``B``, "Reconstructing...");
-    that bar's count and growing total are forwarded as ``callback(done, total)``.
+    that bar's count and growing total are forwarded as ``callback(done, total)``, one call at a
+    time although huggingface_hub updates the bar from several threads.
+
+    After ``cancel`` is set, every bar (the file counter included) raises :class:`Cancelled` when
+    it is created, updated or refreshed on a Python thread: at a file's next HTTP chunk, or at the
+    next file (huggingface_hub refreshes the bytes bar as each file starts, and counts each file
+    done). Not on hf_xet's own threads, which would only print the error and carry on.
     """
     from tqdm.auto import tqdm
+
+    lock = threading.Lock()
+
+    def check() -> None:
+        on_python_thread = not isinstance(threading.current_thread(), threading._DummyThread)
+        if cancel is not None and cancel.is_set() and on_python_thread:
+            raise Cancelled("download cancelled")
 
     class _ProgressTqdm(tqdm):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -582,12 +646,19 @@ def progress_tqdm(callback: Progress) -> type:
             self._report = kwargs.get("unit") == "B" and not desc.startswith("Downloading bytes")
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
+            check()
 
         def update(self, n: float | None = 1) -> bool | None:
-            # A disabled tqdm does not count: keep the count here.
-            self.n += n or 0
-            if self._report:
-                callback(int(self.n), int(self.total or 0))
+            check()
+            with lock:
+                # A disabled tqdm does not count: keep the count here.
+                self.n += n or 0
+                if self._report and callback is not None:
+                    callback(int(self.n), int(self.total or 0))
             return None
+
+        def refresh(self, *args: Any, **kwargs: Any) -> None:
+            check()
+            super().refresh(*args, **kwargs)
 
     return _ProgressTqdm

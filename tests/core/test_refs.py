@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from studio.core import refs
-from studio.core.errors import InvalidRequest, ModelNotFound, UnsafeWeightsError
+from studio.core.errors import Cancelled, InvalidRequest, ModelNotFound, UnsafeWeightsError
 from studio.core.refs import (
     detect_layout,
     estimate_bytes,
@@ -83,6 +84,15 @@ def diffusers_folder(root: Path) -> Path:
     # A single-file checkpoint kept beside the components is not part of the pipeline.
     (root / "v1-pruned.ckpt").write_bytes(b"pickle")
     return root
+
+
+def cache_tree_listing(snapshot: Path, names: list[str]) -> None:
+    """The listing huggingface_hub 2.4 keeps of every file of a repo it downloads from (it then
+    takes a snapshot missing any listed file asked for as incomplete)."""
+    from huggingface_hub._tree_cache import TreeCacheEntry, write_tree_cache
+
+    entries = {name: TreeCacheEntry(size=1, blob_id="0" * 40) for name in names}
+    write_tree_cache(str(snapshot.parent.parent), snapshot.name, entries)
 
 
 def pickle_folder(root: Path) -> Path:
@@ -205,6 +215,36 @@ def test_incomplete_sharded_snapshot_is_not_used(tmp_path: Path, hub: Path) -> N
         resolve(str(folder))
 
 
+def test_a_snapshot_without_the_files_refs_skips_resolves_offline(
+    tmp_path: Path, hub: Path
+) -> None:
+    snapshot = save_to_hub_cache(transformers_folder(tmp_path / "m"), "org/both", hub)
+    skipped = ["pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "onnx/model.onnx"]
+    cache_tree_listing(snapshot, ["config.json", "model.safetensors", *skipped])
+    resolved = resolve("org/both", allow_download=False)
+    assert resolved.path == snapshot
+    assert [f.name for f in weights_files(resolved)] == ["model.safetensors"]
+
+
+def test_the_cached_listing_still_catches_a_missing_file(tmp_path: Path, hub: Path) -> None:
+    snapshot = save_to_hub_cache(transformers_folder(tmp_path / "m"), "org/tiny", hub)
+    # tokenizer.json would be downloaded (it is not weights): without it the snapshot is partial
+    cache_tree_listing(snapshot, ["config.json", "model.safetensors", "tokenizer.json"])
+    with pytest.raises(ModelNotFound, match="not in the hub cache"):
+        resolve("org/tiny", allow_download=False)
+
+
+def test_parse_hub_id_and_is_local_path(tmp_path: Path) -> None:
+    assert refs.parse_hub_id(" org/name@v1 ") == ("org/name", "v1")
+    assert refs.parse_hub_id("gpt2") == ("gpt2", None)
+    with pytest.raises(InvalidRequest, match="empty revision"):
+        refs.parse_hub_id("org/name@")
+    for path in (str(tmp_path), "./x", "~/m", "a/b/c", "model.ckpt", "C:\\m", "/abs"):
+        assert refs.is_local_path(path), path
+    for hub_id in ("org/name", "gpt2", "org/name@main", ""):
+        assert not refs.is_local_path(hub_id), hub_id
+
+
 @pytest.mark.parametrize("bad", ["org--x/name", "a b", "org/na$me", "-lead/x"])
 def test_malformed_hub_id(bad: str, hub: Path) -> None:
     with pytest.raises(InvalidRequest, match="valid hub id"):
@@ -225,7 +265,7 @@ def fake_hub(
         assert rid == repo_id
         return remote
 
-    def download(rid, revision, cache_dir, files, progress):  # type: ignore[no-untyped-def]
+    def download(rid, revision, cache_dir, files, progress, cancel=None):  # type: ignore[no-untyped-def]
         asked.append(sorted(files))
         staged = source.parent / f"staged-{len(asked)}"
         for name in files:
@@ -256,9 +296,23 @@ def test_download_skips_pickle_and_foreign_weights_when_safetensors_exist(
     assert asked == [["config.json", "model.safetensors", "tokenizer.json"]]
     assert resolved.source == "hub" and not (resolved.path / "pytorch_model.bin").exists()
     assert seen and seen[-1][0] == seen[-1][1] > 0
+    assert seen[0] == (0, 0)  # the download begins
     # Now cached: resolving again downloads nothing.
     resolve("org/both")
     assert len(asked) == 1
+
+
+def test_a_cancelled_download_raises_cancelled_and_fetches_nothing(
+    tmp_path: Path, hub: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = fake_hub(monkeypatch, transformers_folder(tmp_path / "remote" / "t"), "org/t", hub)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled, match="org/t"):
+        resolve("org/t", cancel=cancel)
+    assert asked == []
+    # A cancel flag never set changes nothing.
+    assert resolve("org/t", cancel=threading.Event()).source == "hub"
 
 
 def test_download_refuses_pickle_only_repo_before_downloading(
@@ -371,6 +425,50 @@ def test_hub_http_errors_are_explained(monkeypatch: pytest.MonkeyPatch) -> None:
             REAL_LIST_REMOTE("org/x", None)
         with pytest.raises(ModelNotFound, match=expected):
             REAL_DOWNLOAD("org/x", None, Path("."), ["config.json"], None)
+
+
+def test_download_wrapper_stops_at_the_next_chunk_once_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    cancel = threading.Event()
+    chunks: list[int] = []
+
+    def fake_snapshot_download(repo_id: str, **kwargs: object) -> str:
+        bar_cls = kwargs["tqdm_class"]
+        assert isinstance(bar_cls, type)
+        bar = bar_cls(total=100, initial=0, unit="B", desc="Reconstructing (incomplete total...)")
+        for _ in range(10):
+            bar.update(10)  # raises once cancelled
+            chunks.append(10)
+            if len(chunks) == 3:
+                cancel.set()
+        return str(tmp_path / "snapshot")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(Cancelled, match="cancelled"):
+        REAL_DOWNLOAD(
+            "org/x", None, tmp_path, ["m.safetensors"], lambda d, t: seen.append((d, t)), cancel
+        )
+    assert len(chunks) == 3 and seen == [(10, 100), (20, 100), (30, 100)]
+
+
+def test_progress_tqdm_raises_cancelled_from_every_bar_once_cancelled() -> None:
+    cancel = threading.Event()
+    cls = refs.progress_tqdm(None, cancel)
+    files = cls(total=2, desc="Fetching 2 files")
+    bytes_bar = cls(total=0, initial=0, unit="B", desc="Reconstructing (incomplete total...)")
+    bytes_bar.update(5)
+    files.update(1)
+    cancel.set()
+    with pytest.raises(Cancelled):
+        files.update(1)  # the next file done
+    with pytest.raises(Cancelled):
+        bytes_bar.refresh()  # the next file starts
+    with pytest.raises(Cancelled):
+        cls(total=1, desc="Fetching 1 files")
 
 
 def test_progress_tqdm_reports_aggregated_bytes() -> None:
