@@ -13,6 +13,10 @@ Installed with aigc-studio, so a third-party plugin's test suite gets the same f
     an opened :class:`studio.core.studio.Studio` on ``studio_home`` with the testing kit's fake
     plugin registered (built-in plugins are not loaded unless the test module sets
     ``studio_load_plugins = True`` or overrides the ``studio_load_plugins`` fixture); closed after.
+``studio_env``
+    the :class:`StudioEnv` behind the two above (``home``, ``hf_home``, ``hub_cache``).
+``studio_load_plugins``
+    ``False`` unless overridden: whether ``studio_app`` loads the installed plugins.
 ``register_plugin``
     ``register_plugin(plugin, host=None, name=None)`` registers a plugin module or object in a
     :class:`~studio.core.plugins.PluginHost` (default: ``studio_app``'s) for the test only.
@@ -128,10 +132,11 @@ def studio_app(studio_home: Path, studio_load_plugins: bool) -> Iterator[Studio]
     from studio.core.studio import Studio
     from studio.testing import fake_plugin
 
-    app = Studio.open(studio_home, load_plugins=studio_load_plugins)
+    app = Studio.open(studio_home, load_plugins=studio_load_plugins, start_workers=False)
     try:
         if fake_plugin.PLUGIN_NAME not in app.plugins.plugins:
             app.plugins.register(fake_plugin, _info(fake_plugin, fake_plugin.PLUGIN_NAME))
+        app.start()
         yield app
     finally:
         app.close()
@@ -161,7 +166,9 @@ def register_plugin(request: pytest.FixtureRequest) -> Iterator[RegisterPlugin]:
     """
     done: list[tuple[PluginHost, str]] = []
 
-    def register(plugin: Any, host: PluginHost | None = None, name: str | None = None) -> PluginInfo:
+    def register(
+        plugin: Any, host: PluginHost | None = None, name: str | None = None
+    ) -> PluginInfo:
         if host is None:
             host = request.getfixturevalue("studio_app").plugins
         assert host is not None

@@ -1,0 +1,850 @@
+"""The ``aigc-studio`` command line: a thin shell over :mod:`studio.core`, like the GUI.
+
+::
+
+    aigc-studio [--screenshot FILE] [--panel NAME]       # the desktop window
+    aigc-studio generate TASK_OR_GENERATOR_ID --prompt TEXT [--model REF] [--seed N]
+                [--set KEY=VALUE ...] [--lora REF[:WEIGHT] ...] [--out DIR] [--json]
+                [--parent ARTIFACT] [--help-options]
+    aigc-studio regenerate ARTIFACT [--out DIR] [--json]
+    aigc-studio plugins [--json]
+    aigc-studio models [--json]
+    aigc-studio jobs [--json]
+
+Conventions (docs/cli.md is the reference): progress bars, streamed text and notes go to stderr;
+the result summary (artifact paths) goes to stdout; ``--json`` prints exactly one JSON document on
+stdout (schema version 1) and keeps stderr quiet except for errors. Exit codes: 0 success, 1 the
+job failed or an unexpected error, 2 bad input (one line ``aigc-studio: error: ...`` on stderr,
+nothing written), 130 cancelled with Ctrl-C.
+
+Only the standard library is imported at module level: ``aigc-studio plugins`` must start fast
+and never import torch, diffusers or transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from studio.core.generator import GenerationRequest, Generator
+    from studio.core.plugins import PluginHost
+    from studio.core.records import JobRecord
+    from studio.core.settings import Settings
+    from studio.core.studio import Studio
+
+PROG = "aigc-studio"
+#: Version of every ``--json`` document's layout; bumped only on incompatible changes.
+JSON_SCHEMA = 1
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CliUsageError(Exception):
+    """Bad command-line input detected by the CLI itself (reported as one line, exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors become one line (``aigc-studio: error: ...``) instead of usage+exit."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f" (see '{self.prog} --help')"
+        raise CliUsageError(message + hint)
+
+
+# --- argument parsing ----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used by docs and tests to check the documented flags)."""
+    parser = _Parser(
+        prog=PROG,
+        description="A desktop creative studio: text, images and audio from local models. "
+        "Without a command, opens the desktop window.",
+        epilog="Environment: STUDIO_HOME (studio folder), STUDIO_STRICT_PLUGINS, "
+        "STUDIO_LOAD_PLUGINS, STUDIO_DISABLE_PLUGIN_AUTOLOAD, HF_HOME, HF_HUB_CACHE, "
+        "HF_HUB_OFFLINE. See docs/cli.md.",
+    )
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="FILE",
+        help="open the window offscreen, wait until it is loaded, save a PNG to FILE and exit",
+    )
+    parser.add_argument(
+        "--panel", metavar="NAME", help="the panel to show (with --screenshot, the one captured)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    gen = sub.add_parser(
+        "generate",
+        help="generate text, an image or audio",
+        description="Run a generator (by id, or the first one serving a task such as "
+        "text-to-image). Options are the generator's own: list them with "
+        "'aigc-studio generate GENERATOR --help-options'.",
+    )
+    gen.add_argument("generator", metavar="TASK_OR_GENERATOR_ID", help="generator id or task name")
+    gen.add_argument(
+        "--prompt", help="what to generate (required unless the generator allows none)"
+    )
+    gen.add_argument(
+        "--model",
+        metavar="REF",
+        help="hub id, local folder or .safetensors file (default: the generator's)",
+    )
+    gen.add_argument("--seed", type=int, metavar="N", help="random seed (default: a random one)")
+    gen.add_argument(
+        "--set",
+        dest="set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a generator option (repeatable); see --help-options",
+    )
+    gen.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="REF[:WEIGHT]",
+        help="apply an adapter with an optional weight (repeatable)",
+    )
+    gen.add_argument(
+        "--out", type=Path, metavar="DIR", help="output folder (default: the studio's)"
+    )
+    gen.add_argument(
+        "--parent",
+        metavar="ARTIFACT",
+        help="artifact id or file this request continues (chat history, variation)",
+    )
+    gen.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    gen.add_argument(
+        "--help-options",
+        action="store_true",
+        help="list the generator's options (names, types, defaults, allowed values)",
+    )
+
+    regen = sub.add_parser(
+        "regenerate",
+        help="re-run the recipe of an artifact",
+        description="Re-run the recipe stored in an artifact (an artifact id or a file written "
+        "by the studio). On the same CPU the result is identical.",
+    )
+    regen.add_argument("artifact", metavar="ARTIFACT", help="artifact id or file path")
+    regen.add_argument("--out", type=Path, metavar="DIR", help="output folder")
+    regen.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    for name, text in (
+        ("plugins", "installed plugins, their generators and trainers, load errors"),
+        ("models", "models in the hub cache, the studio library and the catalog"),
+        ("jobs", "recent jobs and their states"),
+    ):
+        cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        cmd.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    return parser
+
+
+# --- entry point -------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script passes it to exit)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        try:
+            _maybe_extend_generate_help(parser, args_list)
+            args = parser.parse_args(args_list)
+        except SystemExit as exc:  # --help / --version
+            return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+        if args.command is None:
+            return cmd_gui(args, parser)
+        handler: Callable[[argparse.Namespace], int] = {
+            "generate": cmd_generate,
+            "regenerate": cmd_regenerate,
+            "plugins": cmd_plugins,
+            "models": cmd_models,
+            "jobs": cmd_jobs,
+        }[args.command]
+        return handler(args)
+    except CliUsageError as exc:
+        return _usage_error(str(exc))
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `aigc-studio jobs | head`
+        _silence_stdout()
+        return EXIT_OK
+    except Exception as exc:
+        from studio.core.errors import InvalidRequest, StudioError
+
+        if isinstance(exc, InvalidRequest | StudioError):
+            return _usage_error(str(exc))
+        raise
+
+
+def _usage_error(message: str) -> int:
+    _err(message)
+    return EXIT_USAGE
+
+
+def _err(message: str) -> None:
+    """One line on stderr, the way every CLI error looks."""
+    first = " ".join(str(message).split())
+    print(f"{PROG}: error: {first}", file=sys.stderr, flush=True)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, set | tuple):
+        return list(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+# --- the window ----------------------------------------------------------------------------
+
+
+def display_problem() -> str | None:
+    """Why no window can be shown here, or ``None`` if it can (checked without starting Qt)."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform.split(":")[0] in ("offscreen", "minimal", "vnc", "eglfs", "linuxfb"):
+        return None
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return "no display available (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+    return None
+
+
+def cmd_gui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """No command: open the desktop window (or save a screenshot of it and exit)."""
+    if args.screenshot is not None and display_problem() is not None:
+        # a screenshot needs no screen: render offscreen
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    problem = display_problem()
+    if problem is None:
+        try:
+            import PySide6.QtWidgets  # noqa: F401 - fails early when Qt's libraries are missing
+
+            from studio.ui.app import run_gui
+        except ImportError as exc:
+            problem = f"the desktop window is not available ({exc})"
+    if problem is not None:
+        print(f"{PROG}: {problem}; use a command below, or --screenshot FILE.", file=sys.stderr)
+        parser.print_help(sys.stderr)
+        return EXIT_FAILED
+    return int(run_gui(screenshot=args.screenshot, panel=args.panel))
+
+
+# --- plugins (fast: no Studio, no workers, no model library) -------------------------------
+
+
+def _saved_settings() -> Settings:
+    """The settings stored in the studio home, read without opening a Studio (or defaults)."""
+    from studio.core.paths import StudioPaths, default_home
+    from studio.core.settings import Settings
+
+    paths = StudioPaths(default_home())
+    if not paths.database.is_file():
+        return Settings()
+    from studio.core.store import Store
+
+    store = Store(paths.database)
+    try:
+        return store.load_settings()
+    finally:
+        store.close()
+
+
+def load_plugin_host() -> PluginHost:
+    """A plugin host with every installed plugin loaded (honouring disabled plugins and env)."""
+    from studio.core.plugins import PluginHost
+
+    host = PluginHost(disabled=list(_saved_settings().disabled_plugins))
+    host.load_entry_points()
+    return host
+
+
+def generator_json(cls: type[Generator]) -> dict[str, Any]:
+    """A generator's class-level metadata as the ``plugins --json`` document shows it."""
+    return {
+        "id": cls.id,
+        "name": cls.name,
+        "task": cls.task,
+        "modality": cls.modality,
+        "default_model": cls.default_model,
+        "supports_lora": bool(cls.supports_lora),
+        "description": cls.description,
+    }
+
+
+def plugins_document(host: PluginHost) -> dict[str, Any]:
+    """The ``plugins --json`` document (schema 1) for a loaded host."""
+    plugins = []
+    for info in sorted(host.plugins.values(), key=lambda i: (not i.builtin, i.name)):
+        entry = info.to_json()
+        entry["generators"] = [
+            generator_json(host.generators[g]) for g in info.generators if g in host.generators
+        ]
+        entry["trainers"] = [
+            {
+                "id": t.id,
+                "name": t.name,
+                "modality": t.modality,
+                "default_model": t.default_model,
+                "description": t.description,
+            }
+            for t in (host.trainers[tid] for tid in info.trainers if tid in host.trainers)
+        ]
+        plugins.append(entry)
+    return {"schema": JSON_SCHEMA, "plugins": plugins}
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """``aigc-studio plugins``: what is installed, what it contributes, what failed to load."""
+    document = plugins_document(load_plugin_host())
+    if args.json:
+        _print_json(document)
+        return EXIT_OK
+    out = sys.stdout
+    if not document["plugins"]:
+        out.write("no plugins installed\n")
+    for p in document["plugins"]:
+        kind = "built-in" if p["builtin"] else "third-party"
+        state = "" if p["enabled"] else "  [disabled]"
+        out.write(f"{p['name']} {p['version']} ({kind}, {p['module']}){state}\n")
+        if p["error"]:
+            out.write(f"  ERROR {p['error']}\n")
+            out.write("  (aigc-studio plugins --json shows the traceback)\n")
+        rows = [
+            [g["id"], g["task"], g["modality"], g["default_model"] or "-"] for g in p["generators"]
+        ]
+        if rows:
+            out.write("  generators:\n")
+            out.write(_table(["id", "task", "modality", "default model"], rows, indent=4))
+        rows = [[t["id"], t["modality"], t["default_model"] or "-"] for t in p["trainers"]]
+        if rows:
+            out.write("  trainers:\n")
+            out.write(_table(["id", "modality", "base model"], rows, indent=4))
+    return EXIT_OK
+
+
+def _table(headers: list[str], rows: list[list[str]], indent: int = 0) -> str:
+    """A plain aligned text table (no dependency)."""
+    cells = [headers, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    pad = " " * indent
+    lines = [
+        pad + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- options help --------------------------------------------------------------------------
+
+
+def options_help(cls: type[Generator], width: int | None = None) -> str:
+    """The text of ``generate GENERATOR --help-options``, derived from the Options model.
+
+    Each option: name, kind, default, description and what it allows (``allowed_text``), so that
+    nothing here restates what the Options model declares.
+    """
+    import textwrap
+
+    from studio.core.options import allowed_text, field_specs
+
+    if width is None:
+        width = min(shutil.get_terminal_size((100, 24)).columns, 100)
+
+    def wrap(text: str) -> list[str]:
+        return textwrap.wrap(text, width, initial_indent="      ", subsequent_indent="      ")
+
+    lines = [
+        f"{cls.id}: {cls.name} ({cls.task}, {cls.modality})",
+        f"default model: {cls.default_model or '(none)'}"
+        + ("; accepts --lora" if cls.supports_lora else ""),
+    ]
+    if cls.description:
+        lines.append(cls.description)
+    specs = field_specs(cls.Options)
+    if not specs:
+        lines.append("\nThis generator has no options.")
+        return "\n".join(lines) + "\n"
+    lines.append("\noptions (--set KEY=VALUE):")
+    for spec in specs:
+        lines.append(f"  {spec.name}  ({spec.kind}, {default_text(spec)})")
+        if spec.description:
+            lines.extend(wrap(spec.description))
+        allowed = allowed_text(spec) + (", or none" if spec.optional else "")
+        lines.extend(wrap(f"allowed: {allowed}"))
+    return "\n".join(lines) + "\n"
+
+
+def default_text(spec: Any) -> str:
+    """``required``, ``default none`` or ``default <value>`` for an option's help line."""
+    if spec.required:
+        return "required"
+    return "default none" if spec.default is None else f"default {spec.default!r}"
+
+
+def _maybe_extend_generate_help(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """``generate X --help`` also lists X's options (when X names a known generator)."""
+    if not argv or argv[0] != "generate" or not {"-h", "--help"} & set(argv):
+        return
+    target = next((a for a in argv[1:] if not a.startswith("-")), None)
+    if target is None:
+        return
+    try:
+        cls = load_plugin_host().find_generator(target)
+    except Exception:  # unknown id: plain help is still useful
+        return
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    gen_parser = subparsers.choices["generate"]
+    gen_parser.epilog = options_help(cls)
+    gen_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+# --- generate / regenerate -----------------------------------------------------------------
+
+
+def _check_out_dir(out: Path | None) -> Path | None:
+    if out is None:
+        return None
+    out = out.expanduser()
+    if out.exists() and not out.is_dir():
+        raise CliUsageError(f"--out {out} exists and is not a folder")
+    return out.resolve()
+
+
+def build_request(args: argparse.Namespace) -> GenerationRequest:
+    """A :class:`GenerationRequest` from ``generate`` arguments (syntax checks only)."""
+    from pydantic import ValidationError
+
+    from studio.core.generator import GenerationRequest, LoraSpec
+    from studio.core.options import parse_set_pairs
+
+    options = parse_set_pairs(list(args.set))
+    try:
+        loras = [LoraSpec.parse(text) for text in args.lora]
+    except ValidationError as exc:
+        raise CliUsageError(f"--lora: {_pydantic_message(exc)}") from None
+    try:
+        return GenerationRequest(
+            generator=args.generator,
+            prompt=args.prompt or "",
+            model=args.model,
+            seed=args.seed,
+            options=options,
+            loras=loras,
+            out_dir=_check_out_dir(args.out),
+            parent=args.parent,
+        )
+    except ValidationError as exc:
+        raise CliUsageError(_pydantic_message(exc)) from None
+
+
+def _pydantic_message(exc: Any) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{where + ': ' if where else ''}{err['msg'].lower()} (got {err.get('input')!r})"
+
+
+@contextmanager
+def open_studio(*, load_plugins: bool = True, start_workers: bool = True) -> Iterator[Studio]:
+    """The studio on ``STUDIO_HOME`` (or the default home), closed on exit."""
+    from studio.core.studio import Studio
+
+    studio = Studio.open(load_plugins=load_plugins, start_workers=start_workers)
+    try:
+        yield studio
+    finally:
+        studio.close()
+
+
+def _resolve_parent(studio: Studio, parent: str | None) -> str | None:
+    """``--parent`` accepts an artifact id or a file the studio wrote."""
+    if parent is None:
+        return None
+    path = Path(parent).expanduser()
+    if path.is_file():
+        record = studio.store.artifact_by_path(path.resolve())
+        if record is None:
+            raise CliUsageError(f"--parent {parent}: not an artifact of this studio")
+        return record.id
+    try:
+        studio.store.get_artifact(parent)
+    except KeyError:
+        raise CliUsageError(f"--parent {parent!r}: no such artifact id or file") from None
+    return parent
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """``aigc-studio generate``: validate, submit, show progress, print what was saved."""
+    if args.help_options:
+        cls = load_plugin_host().find_generator(args.generator)
+        sys.stdout.write(options_help(cls))
+        return EXIT_OK
+    request = build_request(args)
+    with open_studio(start_workers=False) as studio:
+        request = request.model_copy(update={"parent": _resolve_parent(studio, request.parent)})
+        studio.prepare(request)  # every check before anything is queued or runs
+        studio.start(adopt_queue=False)  # a one-shot command runs only its own job
+        return run_job(studio, lambda: studio.submit(request), as_json=args.json)
+
+
+def cmd_regenerate(args: argparse.Namespace) -> int:
+    """``aigc-studio regenerate``: re-run the recipe of an artifact (id or file)."""
+    out_dir = _check_out_dir(args.out)
+    target: str | Path = args.artifact
+    path = Path(args.artifact).expanduser()
+    if path.exists():
+        target = path.resolve()
+    with open_studio(start_workers=False) as studio:
+        studio.start(adopt_queue=False)
+        return run_job(
+            studio, lambda: studio.regenerate(target, out_dir=out_dir), as_json=args.json
+        )
+
+
+def run_job(studio: Studio, submit: Callable[[], str], *, as_json: bool) -> int:
+    """Submit a job, render its events until it finishes, print the summary; Ctrl-C cancels."""
+    from studio.core.events import ArtifactSaved, JobStateChanged, Note
+
+    events: queue.Queue[Any] = queue.Queue()
+    unsubscribe = studio.subscribe(events.put)
+    printer = EventPrinter(sys.stderr, quiet=as_json)
+    job_id: str | None = None
+    saved: dict[str, ArtifactSaved] = {}
+    notes: list[dict[str, str]] = []
+    try:
+        try:
+            job_id = submit()  # events that come before it returns wait in the queue
+            done = False
+            next_poll = time.monotonic() + 0.5
+            while not done:
+                try:
+                    item = events.get(timeout=0.1)
+                except queue.Empty:
+                    item = None
+                if item is not None:
+                    if item.job_id != job_id:
+                        continue
+                    event = item.event
+                    if isinstance(event, ArtifactSaved):
+                        saved[event.artifact_id] = event
+                    elif isinstance(event, Note):
+                        notes.append({"level": event.level, "message": event.message})
+                    elif isinstance(event, JobStateChanged) and event.state.finished:
+                        done = True
+                    printer.handle(event)
+                if not done and time.monotonic() >= next_poll:  # never hang on a lost event
+                    done = studio.job(job_id).state.finished
+                    next_poll = time.monotonic() + 0.5
+        except KeyboardInterrupt:
+            printer.close()
+            if job_id is None:
+                raise
+            return _cancel(studio, job_id, saved, notes, as_json)
+        printer.close()
+        record = studio.wait(job_id, timeout=10)
+        return _report(studio, record, saved, notes, as_json)
+    finally:
+        unsubscribe()
+
+
+def _cancel(
+    studio: Studio,
+    job_id: str,
+    saved: dict[str, Any],
+    notes: list[dict[str, str]],
+    as_json: bool,
+) -> int:
+    """Ctrl-C: cancel the job and wait (briefly) until it stopped; a second Ctrl-C gives up.
+
+    What the job saved before it stopped stays, and is reported like a finished job's output.
+    """
+    print(f"{PROG}: cancelling job {job_id} ...", file=sys.stderr, flush=True)
+    try:
+        studio.cancel(job_id)
+        record = studio.wait(job_id, timeout=30)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except TimeoutError:
+        _err(f"job {job_id} did not stop within 30 s; it ends when the studio closes")
+        return EXIT_INTERRUPTED
+    _report(studio, record, saved, notes, as_json)
+    return EXIT_INTERRUPTED
+
+
+def artifact_json(record: Any) -> dict[str, Any]:
+    """One artifact of a ``generate --json`` document: id, path, kind (= modality), recipe."""
+    return {
+        "id": record.id if hasattr(record, "id") else record.artifact_id,
+        "path": str(record.path),
+        "kind": record.modality,
+        "modality": record.modality,
+        "recipe": record.recipe,
+    }
+
+
+def _report(
+    studio: Studio,
+    record: JobRecord,
+    saved: dict[str, Any],
+    notes: list[dict[str, str]],
+    as_json: bool,
+) -> int:
+    """Print a finished job's outcome (paths, or the JSON document); return the exit code."""
+    from studio.core.events import JobState
+
+    artifacts: list[dict[str, Any]] = []
+    for artifact_id in dict.fromkeys([*record.artifact_ids, *saved]):
+        try:
+            artifacts.append(artifact_json(studio.store.get_artifact(artifact_id)))
+        except KeyError:
+            if artifact_id in saved:
+                artifacts.append(artifact_json(saved[artifact_id]))
+    code = EXIT_OK if record.state == JobState.SUCCEEDED else EXIT_FAILED
+    if record.state == JobState.CANCELLED:
+        code = EXIT_INTERRUPTED
+    if as_json:
+        _print_json(
+            {"schema": JSON_SCHEMA, "job": record.to_json(), "artifacts": artifacts, "notes": notes}
+        )
+    else:
+        for artifact in artifacts:
+            sys.stdout.write(f"{artifact['path']}\n")
+        if record.state == JobState.SUCCEEDED:
+            took = (record.finished or 0) - (record.started or record.finished or 0)
+            count = len(artifacts)
+            print(
+                f"job {record.id} succeeded in {took:.1f} s: "
+                f"{count} artifact{'s' * (count != 1)} saved",
+                file=sys.stderr,
+                flush=True,
+            )
+    if record.state == JobState.FAILED:
+        _err(f"job {record.id} failed: {record.error or 'unknown error'}")
+    elif record.state != JobState.SUCCEEDED and not as_json:
+        print(f"{PROG}: job {record.id} {record.state}", file=sys.stderr, flush=True)
+    return code
+
+
+# --- progress and streamed text on stderr --------------------------------------------------
+
+
+class EventPrinter:
+    """Renders job events on a text stream (stderr): a progress bar, streamed text, notes.
+
+    On a terminal the bar is redrawn in place (at most every ``tty_interval`` seconds); otherwise
+    one line per update, at most every ``line_interval`` seconds plus the last one, so logs stay
+    short. Streamed text (``Partial``) is written as it comes and replaces the bar.
+    """
+
+    def __init__(
+        self,
+        stream: IO[str],
+        *,
+        quiet: bool = False,
+        tty: bool | None = None,
+        width: int = 28,
+        tty_interval: float = 0.05,
+        line_interval: float = 1.0,
+    ) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty() if tty is None else tty
+        self.width = width
+        self.interval = tty_interval if self.tty else line_interval
+        self._last_draw = 0.0
+        self._bar_len = 0  # characters of the bar now on the terminal line (tty)
+        self._streaming = False  # text has been streamed: no bar any more (it would overwrite)
+        self._text_index: int | None = None
+        self._text_open = False  # the streamed text does not end with a newline
+
+    def handle(self, event: Any) -> None:
+        """Show one event (plugin events and the core's; the others are ignored)."""
+        if self.quiet:
+            return
+        from studio.core.events import Note, Partial, Progress
+
+        if isinstance(event, Progress):
+            self.progress(event.step, event.total, event.message)
+        elif isinstance(event, Partial):
+            self.text(event.text, event.index)
+        elif isinstance(event, Note):
+            self.line(f"{event.level}: {event.message}")
+
+    def progress(self, step: int, total: int, message: str = "") -> None:
+        """Show ``step`` of ``total`` (``total`` 0: unknown)."""
+        if self._streaming:
+            return
+        now = time.monotonic()
+        last = total > 0 and step >= total
+        if not last and now - self._last_draw < self.interval:
+            return
+        self._last_draw = now
+        text = self.format_bar(step, total, message)
+        if self.tty:
+            columns = shutil.get_terminal_size((80, 24)).columns - 1
+            text = text[:columns]
+            self.stream.write("\r" + text.ljust(self._bar_len))
+            self._bar_len = len(text)
+            if last:
+                self.stream.write("\n")
+                self._bar_len = 0
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def format_bar(self, step: int, total: int, message: str = "") -> str:
+        """``[#######.....]  58% 7/12 message`` (or ``step 7 message`` when total is unknown)."""
+        if total > 0:
+            fraction = min(max(step / total, 0.0), 1.0)
+            filled = int(fraction * self.width)
+            bar = "#" * filled + "." * (self.width - filled)
+            text = f"[{bar}] {fraction * 100:3.0f}% {step}/{total}"
+        else:
+            text = f"step {step}"
+        return f"{text} {message}".rstrip()
+
+    def text(self, chunk: str, index: int = 0) -> None:
+        """Stream a piece of generated text (candidate ``index``)."""
+        self._clear_bar()
+        if self._text_index is not None and index != self._text_index:
+            self.stream.write("\n" if self._text_open else "")
+            self._text_open = False
+        if index != self._text_index and (index > 0 or self._text_index is not None):
+            self.stream.write(f"--- candidate {index + 1} ---\n")
+        self._text_index = index
+        self._streaming = True
+        if chunk:
+            self.stream.write(chunk)
+            self._text_open = not chunk.endswith("\n")
+        self.stream.flush()
+
+    def line(self, message: str) -> None:
+        """A whole line (a note) between the bar and the streamed text."""
+        self._clear_bar()
+        if self._text_open:
+            self.stream.write("\n")
+            self._text_open = False
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the output cleanly (newline after streamed text, no half-drawn bar)."""
+        if self.quiet:
+            return
+        self._clear_bar()
+        if self._text_open:
+            self.stream.write("\n")
+            self._text_open = False
+        self.stream.flush()
+
+    def _clear_bar(self) -> None:
+        if self.tty and self._bar_len:
+            self.stream.write("\r" + " " * self._bar_len + "\r")
+            self._bar_len = 0
+
+
+# --- models / jobs -------------------------------------------------------------------------
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """``aigc-studio models``: the hub cache, the studio library, the catalog (not downloaded)."""
+    with open_studio(load_plugins=False, start_workers=False) as studio:
+        entries = studio.models()
+    if args.json:
+        _print_json({"schema": JSON_SCHEMA, "models": [e.to_json() for e in entries]})
+        return EXIT_OK
+    if not entries:
+        sys.stdout.write("no models found\n")
+        return EXIT_OK
+    rows = [
+        [
+            e.ref,
+            e.source,
+            e.kind or "-",
+            e.modality or "-",
+            _size(e.size_bytes),
+            "yes" if e.downloaded else "no",
+        ]
+        for e in entries
+    ]
+    sys.stdout.write(_table(["ref", "source", "kind", "modality", "size", "downloaded"], rows))
+    return EXIT_OK
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """``aigc-studio jobs``: recent jobs, newest first."""
+    with open_studio(load_plugins=False, start_workers=False) as studio:
+        records = studio.jobs()
+    if args.json:
+        _print_json({"schema": JSON_SCHEMA, "jobs": [r.to_json() for r in records]})
+        return EXIT_OK
+    if not records:
+        sys.stdout.write("no jobs\n")
+        return EXIT_OK
+    rows = []
+    for r in records:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
+        progress = f"{r.step}/{r.total}" if r.total else "-"
+        error = (r.error or "").splitlines()[0][:60] if r.error else ""
+        rows.append(
+            [
+                r.id,
+                str(r.kind),
+                str(r.state),
+                r.component,
+                created,
+                progress,
+                str(len(r.artifact_ids)),
+                error,
+            ]
+        )
+    headers = ["id", "kind", "state", "component", "created", "progress", "artifacts", "error"]
+    sys.stdout.write(_table(headers, rows))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
