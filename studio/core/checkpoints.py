@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from studio.core.atomic import fsync_dir
+
 MARKER = "COMPLETE"
 
 
@@ -37,11 +39,11 @@ class CheckpointStore:
             json.dump({"step": step, "time": time.time(), **(meta or {})}, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         if self.is_complete(final):
             self._prune(keep_latest=final)
         return final
@@ -72,16 +74,3 @@ class CheckpointStore:
                 shutil.rmtree(old, ignore_errors=True)
         for stale in self.root.glob(".tmp-step-*"):  # left by a crash mid-write
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,37 +29,12 @@ from studio.core.events import (
 from studio.core.settings import Settings
 from studio.core.studio import Studio
 from studio.testing import fake_plugin
+from studio.testing.fake_plugin import open_fake_studio
 from studio.testing.fakes import EventRecorder, fake_pixels, fake_text, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 WAIT = 20.0
-
-
-def open_studio(home: Path, *, start: bool = True) -> Studio:
-    """A studio with only the fake plugin, registered before the worker starts."""
-    app = Studio.open(home, load_plugins=False, start_workers=False)
-    app.plugins.register(fake_plugin)
-    if start:
-        app.start()
-    return app
-
-
-@pytest.fixture
-def app(studio_home: Path) -> Iterator[Studio]:
-    studio = open_studio(studio_home)
-    yield studio
-    studio.close()
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    folder = tmp_path / "dataset"
-    folder.mkdir()
-    (folder / "one.png").write_bytes(b"\x89PNG fake")
-    (folder / "one.txt").write_text("a caption")
-    (folder / "notes.md").write_text("not training data")
-    return folder
 
 
 def image(prompt: str = "a red fox", **options: object) -> GenerationRequest:
@@ -307,11 +281,11 @@ def test_wait_times_out(app: Studio) -> None:
 
 
 def test_restart_keeps_queued_jobs_queued_and_runs_them(studio_home: Path) -> None:
-    first = open_studio(studio_home, start=False)
+    first = open_fake_studio(studio_home, start=False)
     a = first.submit(GenerationRequest(generator="fake-text", prompt="a"))
     b = first.submit(GenerationRequest(generator="fake-text", prompt="b"))
     first.close()
-    second = open_studio(studio_home, start=False)
+    second = open_fake_studio(studio_home, start=False)
     try:
         assert {second.job(a).state, second.job(b).state} == {JobState.QUEUED}
         rec = EventRecorder()
@@ -334,13 +308,13 @@ def test_close_interrupts_a_training_which_resumes_only_when_asked(
         name="night",
         options={"steps": 40, "checkpoint_every": 3, "delay": 0.02},
     )
-    first = open_studio(studio_home)
+    first = open_fake_studio(studio_home)
     train = first.submit_training(request)
     checkpoints = CheckpointStore(first.paths.checkpoints / train)
     assert wait_until(lambda: _latest_step(checkpoints) >= 6, WAIT)
     first.close()
     assert first.closed
-    second = open_studio(studio_home)
+    second = open_fake_studio(studio_home)
     try:
         assert second.job(train).state == JobState.INTERRUPTED
         _assert_resumes_from_checkpoint(second, train, checkpoints)
@@ -385,7 +359,7 @@ def test_a_crashed_training_is_interrupted_and_resumes_from_its_checkpoint(
     finally:
         proc.kill()  # a crash: no clean-up runs
         proc.wait(30)
-    app = open_studio(studio_home)
+    app = open_fake_studio(studio_home)
     try:
         record = app.job(train)
         assert record.state == JobState.INTERRUPTED and record.error
@@ -421,11 +395,11 @@ def _assert_resumes_from_checkpoint(app: Studio, train: str, checkpoints: Checkp
 def test_a_second_studio_on_the_same_home_leaves_the_first_ones_jobs_alone(
     studio_home: Path,
 ) -> None:
-    owner = open_studio(studio_home)
+    owner = open_fake_studio(studio_home)
     try:
         running = owner.submit(image(steps=100, delay=0.02))
         assert wait_until(lambda: owner.job(running).state == JobState.RUNNING, WAIT)
-        guest = open_studio(studio_home)  # e.g. the CLI while the GUI runs
+        guest = open_fake_studio(studio_home)  # e.g. the CLI while the GUI runs
         try:
             assert guest.job(running).state == JobState.RUNNING  # not marked interrupted
             own = guest.submit(GenerationRequest(generator="fake-text", prompt="guest"))
@@ -441,17 +415,17 @@ def test_a_second_studio_on_the_same_home_leaves_the_first_ones_jobs_alone(
 def test_a_studio_that_does_not_adopt_the_queue_runs_only_its_own_jobs(
     studio_home: Path,
 ) -> None:
-    first = open_studio(studio_home, start=False)
+    first = open_fake_studio(studio_home, start=False)
     left = first.submit(GenerationRequest(generator="fake-text", prompt="left"))
     first.close()
-    cli = open_studio(studio_home, start=False)  # e.g. one `aigc-studio generate`
+    cli = open_fake_studio(studio_home, start=False)  # e.g. one `aigc-studio generate`
     try:
         cli.start(adopt_queue=False)
         succeeded(cli, cli.submit(GenerationRequest(generator="fake-text", prompt="mine")))
         assert cli.job(left).state == JobState.QUEUED
     finally:
         cli.close()
-    gui = open_studio(studio_home)  # adopts the queue
+    gui = open_fake_studio(studio_home)  # adopts the queue
     try:
         succeeded(gui, left)
     finally:
@@ -459,7 +433,7 @@ def test_a_studio_that_does_not_adopt_the_queue_runs_only_its_own_jobs(
 
 
 def test_a_looking_only_studio_can_cancel_a_queued_job(studio_home: Path) -> None:
-    first = open_studio(studio_home, start=False)
+    first = open_fake_studio(studio_home, start=False)
     job_id = first.submit(GenerationRequest(generator="fake-text", prompt="a"))
     first.close()
     viewer = Studio.open(studio_home, load_plugins=False, start_workers=False)
@@ -482,7 +456,7 @@ def test_models_lists_catalog_models_not_downloaded(app: Studio) -> None:
 
 
 def test_settings_are_saved_and_budgets_applied(studio_home: Path) -> None:
-    app = open_studio(studio_home)
+    app = open_fake_studio(studio_home)
     try:
         settings = app.settings.model_copy(update={"host_budget_gb": 1.5, "theme": "dark"})
         app.save_settings(settings)
@@ -498,7 +472,7 @@ def test_settings_are_saved_and_budgets_applied(studio_home: Path) -> None:
 
 
 def test_a_closed_studio_refuses_work(studio_home: Path) -> None:
-    app = open_studio(studio_home)
+    app = open_fake_studio(studio_home)
     app.close()
     app.close()  # idempotent
     with pytest.raises(Exception, match="closed"):

@@ -19,7 +19,7 @@ from studio.core.events import JobState, Partial, Progress, TrainStep
 from studio.core.records import JobKind, JobRecord, Priority
 from studio.core.studio import Studio
 from studio.core.worker import Job, JobQueue, one_line, stored_payload
-from studio.testing import fake_plugin
+from studio.testing.fake_plugin import open_fake_studio
 from studio.testing.fakes import EventRecorder, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -30,26 +30,10 @@ WAIT = 20.0
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def open_studio(home: Path, *, start: bool = True) -> Studio:
-    """A studio with only the fake plugin; ``start=False`` leaves the queue held."""
-    app = Studio.open(home, load_plugins=False, start_workers=False)
-    app.plugins.register(fake_plugin)
-    if start:
-        app.start()
-    return app
-
-
-@pytest.fixture
-def app(studio_home: Path) -> Iterator[Studio]:
-    studio = open_studio(studio_home)
-    yield studio
-    studio.close()
-
-
 @pytest.fixture
 def held(studio_home: Path) -> Iterator[Studio]:
     """A studio whose worker has not started: jobs pile up, then ``start()`` runs them."""
-    studio = open_studio(studio_home, start=False)
+    studio = open_fake_studio(studio_home, start=False)
     yield studio
     studio.close()
 
@@ -59,15 +43,6 @@ def recorder(app: Studio) -> EventRecorder:
     rec = EventRecorder()
     app.subscribe(rec)
     return rec
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    folder = tmp_path / "dataset"
-    folder.mkdir()
-    (folder / "one.png").write_bytes(b"\x89PNG fake")
-    (folder / "one.txt").write_text("a caption")
-    return folder
 
 
 def text(prompt: str = "hello", **options: object) -> GenerationRequest:

@@ -1,0 +1,30 @@
+"""Fixtures shared by the core tests: a studio running the fake plugin, a tiny dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from studio.core.studio import Studio
+from studio.testing.fake_plugin import open_fake_studio
+
+
+@pytest.fixture
+def app(studio_home: Path) -> Iterator[Studio]:
+    """A started studio with only the fake plugin."""
+    studio = open_fake_studio(studio_home)
+    yield studio
+    studio.close()
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """A training folder: one usable image and caption, and one file a trainer skips."""
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (folder / "one.png").write_bytes(b"\x89PNG fake")
+    (folder / "one.txt").write_text("a caption")
+    (folder / "notes.md").write_text("not training data")
+    return folder
