@@ -1,1 +1,25 @@
-"""Built-in text plugin (being written)."""
+"""Built-in text plugin: text generation with any transformers causal language model.
+
+Registered through the ``studio.plugins`` entry point (``text = "studio_text"``) like any
+third-party plugin. Importing it imports no model library: transformers, torch and peft load
+inside ``run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from studio import hookimpl
+
+from .generator import DEFAULT_MODEL, TextGenerator
+from .options import TextOptions
+
+__version__ = "0.1.0"
+
+__all__ = ["DEFAULT_MODEL", "TextGenerator", "TextOptions", "__version__", "register_generators"]
+
+
+@hookimpl
+def register_generators(register: Callable[[type], None]) -> None:
+    """Contribute the text generator."""
+    register(TextGenerator)
