@@ -119,6 +119,8 @@ class TextGenerator(Generator):
                 input_ids = torch.tensor([plan.ids], dtype=torch.long, device=model.device)
                 stops = [*opts.stop, *plan.extra_stops]
                 for index in range(opts.candidates):
+                    if request.keep_indices is not None and index not in request.keep_indices:
+                        continue  # candidate i depends only on seed + i: skip what is not kept
                     yield Progress(index, opts.candidates, _progress_text(index, opts.candidates))
                     seed = (request.seed + index) % 2**32
                     yield from _candidate(

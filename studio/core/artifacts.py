@@ -184,6 +184,7 @@ def build_recipe(
             "options": jsonable(request.options),
             "seed": request.seed if seed is None else seed,
             "index": getattr(output, "index", 0),
+            "parent": request.parent,
             "libraries": library_versions(),
             "device": device,
             "dtype": notes.dtype,

@@ -81,7 +81,12 @@ class RunRequest:
     seed: int
     options: Any
     loras: list[LoraSpec] = field(default_factory=list)
+    #: recipes of the artifact chain this request continues, oldest first (chat history).
     parent_recipes: list[dict[str, Any]] = field(default_factory=list)
+    #: the artifact id this request continues (recorded in the recipe, so it replays).
+    parent: str | None = None
+    #: only these output indices will be kept: a generator may skip making the others.
+    keep_indices: list[int] | None = None
 
 
 class Generator:

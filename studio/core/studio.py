@@ -290,6 +290,8 @@ class Studio:
             options=options,
             loras=[self._resolve_lora(lora) for lora in request.loras],
             parent_recipes=self._parent_recipes(request.parent),
+            parent=request.parent,
+            keep_indices=request.keep_indices,
         )
         try:
             cls().check(run_request)
@@ -721,6 +723,7 @@ class Studio:
                     LoraSpec(ref=a["ref"], weight=a.get("weight", 1.0))
                     for a in recipe.get("adapters") or []
                 ],
+                parent=recipe.get("parent"),
             )
         except (ValidationError, KeyError, TypeError) as exc:
             raise InvalidRequest(f"the recipe cannot be replayed: {exc}") from exc

@@ -211,6 +211,21 @@ def test_request_from_recipe_round_trips(app: Studio) -> None:
         app.request_from_recipe({"prompt": "x"})
 
 
+def test_a_continuation_records_its_parent_and_replays_with_it(app: Studio) -> None:
+    """A chat turn regenerates with its conversation: the recipe keeps the parent artifact."""
+    (first,) = succeeded(app, app.submit(GenerationRequest(generator="fake-text", prompt="hi")))
+    parent = app.store.artifact_by_path(first)
+    assert parent is not None
+    turn = GenerationRequest(generator="fake-text", prompt="and then?", parent=parent.id, seed=3)
+    (second,) = succeeded(app, app.submit(turn))
+    recipe = read_recipe(second)
+    assert recipe["parent"] == parent.id and read_recipe(first)["parent"] is None
+    assert app.request_from_recipe(recipe).parent == parent.id
+    (again,) = succeeded(app, app.regenerate(second))
+    assert again.read_text() == second.read_text()
+    assert read_recipe(again)["parent"] == parent.id
+
+
 def test_delete_artifact_moves_its_files_to_the_trash(app: Studio) -> None:
     (path,) = succeeded(app, app.submit(GenerationRequest(generator="fake-text", prompt="x")))
     artifact = app.store.artifact_by_path(path)

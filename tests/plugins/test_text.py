@@ -426,6 +426,9 @@ def test_regenerate_one_candidate_reproduces_it(app, models):
     (again,) = [app.store.get_artifact(a) for a in record.artifact_ids]
     assert again.recipe["index"] == 1 and again.recipe["seed"] == 43
     assert artifact_content(again.path, "text") == artifact_content(saved[1].path, "text")
+    # the other candidates were not generated at all
+    streamed = [e for e in app.store.job_events(job) if e["type"] == "partial"]
+    assert streamed and {e["payload"]["index"] for e in streamed} == {1}
 
 
 def test_conversation_through_the_artifact_chain(app, models):
