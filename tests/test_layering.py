@@ -153,6 +153,17 @@ def test_listing_plugins_imports_no_model_library(studio_home: Path) -> None:
     assert json.loads(result.stdout.splitlines()[-1]) == []
 
 
+def test_opening_a_studio_imports_no_model_library_until_a_job_runs(studio_home: Path) -> None:
+    """The window opens a studio at start-up: torch must not load (and hold the GIL) then."""
+    code = (
+        "import time; from studio.core.studio import Studio; s = Studio.open(); "
+        "time.sleep(0.5); " + REPORT_HEAVY.replace("print(", "r = (") + "; s.close(); print(r)"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == []
+
+
 def test_pytest_plugin_and_cli_import_nothing_heavy() -> None:
     code = (
         "import studio.testing.pytest_plugin, studio.cli, studio.testing.contract; "

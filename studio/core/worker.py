@@ -452,11 +452,6 @@ class DeviceWorker:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def wait_ready(self, timeout: float | None = None) -> str | None:
-        """Wait until the thread knows its device; return it (``None`` on timeout)."""
-        self._ready.wait(timeout)
-        return self.device
-
     # -- what the studio asks ------------------------------------------------------------------
     def enqueue(self, job: Job) -> None:
         """Queue a job (its record is already stored, state queued)."""
@@ -522,11 +517,14 @@ class DeviceWorker:
 
     # -- the thread ------------------------------------------------------------------------------
     def _main(self) -> None:
-        self._set_up_device()
         while True:
             job = self.queue.wait_next()
             if job is None:
                 break
+            if not self._ready.is_set():
+                # at the first job, not at start: picking the device imports torch, which
+                # would hold the GIL while the window is still building
+                self._set_up_device()
             self._execute(job)
 
     def _set_up_device(self) -> None:
