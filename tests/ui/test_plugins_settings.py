@@ -1,0 +1,280 @@
+"""The plugins panel (a broken plugin's error, enable/disable, pip), the settings dialog and the
+window state kept between runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QLineEdit
+
+from studio import hookimpl
+from studio.core.studio import Studio
+from studio.ui.main_window import MainWindow
+from studio.ui.plugins_panel import CORE_DISTRIBUTIONS, NAME_ROLE, write_constraints
+from studio.ui.settings_dialog import SettingsDialog
+
+WAIT = 10_000
+
+
+T = TypeVar("T")
+
+
+def child(widget: Any, cls: type[T]) -> T:
+    """The first child of ``widget`` of type ``cls`` (the test fails if there is none)."""
+    found = widget.findChild(cls)
+    assert found is not None, f"no {cls.__name__} in {widget!r}"
+    return found
+
+
+class BrokenPlugin:
+    @hookimpl
+    def register_generators(self, register: Callable[[type], None]) -> None:
+        raise RuntimeError("this plugin is broken on purpose")
+
+
+def row_of(panel: Any, name: str) -> Any:
+    for i in range(panel.tree.topLevelItemCount()):
+        item = panel.tree.topLevelItem(i)
+        if item.data(0, NAME_ROLE) == name:
+            return item
+    raise AssertionError(f"{name} not listed")
+
+
+def test_broken_plugin_error_and_traceback(window: Any, register_plugin: Any, qtbot: Any) -> None:
+    info = register_plugin(BrokenPlugin(), name="broken-demo")
+    assert info.error
+    panel = window.plugins
+    panel.populate()
+    item = row_of(panel, "broken-demo")
+    assert "this plugin is broken on purpose" in item.text(5)
+    fake = row_of(panel, "studio-fakes")
+    assert "fake-image" in fake.text(3) and fake.text(4) == "fake-lora"
+    assert fake.text(5).startswith("loaded")
+    assert panel.select("broken-demo")
+    assert panel.traceback_button.isVisibleTo(panel)
+    dialog = panel.show_traceback()
+    assert dialog is not None
+    assert "Traceback" in dialog.text.toPlainText()
+    assert "RuntimeError: this plugin is broken on purpose" in dialog.text.toPlainText()
+    dialog.close()
+
+
+def test_disable_plugin_is_persisted(window: Any, studio: Studio, qtbot: Any) -> None:
+    panel = window.plugins
+    restarts: list[str] = []
+    window.session.restart_needed.connect(restarts.append)
+    item = row_of(panel, "studio-fakes")
+    item.setCheckState(2, Qt.CheckState.Unchecked)
+    assert studio.settings.disabled_plugins == ["studio-fakes"]
+    assert studio.store.load_settings().disabled_plugins == ["studio-fakes"]
+    assert restarts and "restart" in window.restart_text.text().lower()
+    assert window.restart_banner.isVisibleTo(window)
+    assert row_of(panel, "studio-fakes").text(5) == "loaded · disabled on restart"
+    row_of(panel, "studio-fakes").setCheckState(2, Qt.CheckState.Checked)
+    assert studio.store.load_settings().disabled_plugins == []
+
+
+def test_pip_runs_in_a_process_with_live_output(window: Any, qtbot: Any, tmp_path: Path) -> None:
+    pip = window.plugins.pip
+    codes: list[int] = []
+    pip.finished.connect(codes.append)
+    assert pip.run_pip(["--version"])
+    qtbot.waitUntil(lambda: bool(codes), timeout=30_000)
+    assert codes == [0]
+    assert "pip " in pip.output.toPlainText()
+    assert "[pip exited with code 0]" in pip.output.toPlainText()
+
+
+def test_constraints_pin_the_core_packages(tmp_path: Path) -> None:
+    from importlib import metadata
+
+    text = write_constraints(tmp_path / "c.txt").read_text()
+    assert f"torch=={metadata.version('torch')}" in text
+    assert f"PySide6=={metadata.version('PySide6')}" in text
+    assert f"aigc-studio=={metadata.version('aigc-studio')}" in text
+    assert "pydantic==" in text and len(CORE_DISTRIBUTIONS) > 10
+
+
+def test_core_packages_cannot_be_installed_over(window: Any) -> None:
+    panel = window.plugins
+    panel.spec.setText("torch==2.0")
+    assert panel.install() is False
+    assert "core packages" in panel.pip.output.toPlainText()
+    assert not panel.pip.running()
+
+
+def test_settings_saved_and_loaded_again(
+    window: Any, studio: Studio, qtbot: Any, tmp_path: Path
+) -> None:
+    dialog = window.open_settings()
+    assert isinstance(dialog, SettingsDialog)
+    form = dialog.body.form
+    assert "disabled_plugins" not in form.rows
+    theme = child(form.editor("theme"), QComboBox)
+    theme.setCurrentIndex(theme.findText("dark"))
+    form.rows["host_budget_gb"].set_value(3.5)
+    form.rows["output_dir"].set_value(str(tmp_path / "outs"))
+    form.rows["cpu_threads"].set_value(2)
+    assert dialog.save()
+    assert not dialog.isVisible()
+    stored = studio.store.load_settings()
+    assert stored.theme == "dark" and stored.host_budget_gb == 3.5 and stored.cpu_threads == 2
+    assert stored.output_dir == tmp_path / "outs"
+    assert studio.cache.host_budget == int(3.5 * (1 << 30))  # budgets apply at once
+    # a new dialog shows what was saved
+    again = window.open_settings()
+    assert again.body.form.values()["theme"] == "dark"
+    assert again.body.form.values()["host_budget_gb"] == 3.5
+    again.reject()
+
+
+def test_settings_validation_and_pickle_warning(window: Any, studio: Studio) -> None:
+    asked: list[list[str]] = []
+    answer = [False]
+
+    def confirm(_parent: Any, refs: list[str]) -> bool:
+        asked.append(refs)
+        return answer[0]
+
+    dialog = SettingsDialog(studio, window, confirm_pickle=confirm)
+    device = child(dialog.body.form.editor("device"), QLineEdit)
+    device.setText("gpu9")
+    assert dialog.save() is False
+    assert "device" in (dialog.body.form.error_of("device") or "")
+    device.setText("cpu")
+    pickle = child(dialog.body.form.editor("allow_pickle"), QLineEdit)
+    pickle.setText("org/old-model")
+    assert dialog.save() is False  # the warning was declined
+    assert asked == [["org/old-model"]]
+    assert studio.store.load_settings().allow_pickle == []
+    assert dialog.body.form.error_of("allow_pickle")
+    answer[0] = True
+    assert dialog.save() is True
+    assert studio.store.load_settings().allow_pickle == ["org/old-model"]
+    dialog.close()
+
+
+def test_window_state_restored(studio: Studio, qtbot: Any) -> None:
+    first: Any = MainWindow(studio)
+    qtbot.addWidget(first)
+    first.show()
+    first.resize(1000, 700)
+    first.generate.select_generator("fake-text")
+    first.generate.prompt.setPlainText("remember me")
+    first.generate.form.set_values({"max_tokens": 42})
+    first.generate.seed.set_value(99)
+    first.show_panel("gallery")
+    first.gallery.splitter.setSizes([300, 600])
+    sizes = first.gallery.splitter.sizes()
+    first.close()
+
+    second: Any = MainWindow(studio)
+    qtbot.addWidget(second)
+    second.show()
+    assert second.current_panel() == "gallery"
+    # the offscreen screen is 800 px wide: the width is clamped to it (then to the minimum)
+    assert second.height() == 700
+    assert second.gallery.splitter.sizes()[0] == sizes[0]  # the rest follows the window width
+    gen = second.generate
+    assert gen.generator.id == "fake-text"
+    assert gen.prompt.toPlainText() == "remember me"
+    assert gen.form.values()["max_tokens"] == 42
+    assert gen.seed.value() == 99
+    second.close()
+    assert (studio.paths.home / "ui.ini").is_file()
+
+
+def test_first_run_offline_offers_the_catalog(window: Any, qtbot: Any) -> None:
+    models = window.models
+    assert window.session.models_loaded
+    assert not window.session.any_model_downloaded()
+    assert "No model is downloaded yet" in models.summary.text()
+    catalog = [e for e in window.session.models if e.source == "catalog"]
+    assert catalog and models.tree.topLevelItemCount() == len(window.session.models)
+    # a generator whose model is in the catalog but not downloaded shows the banner
+    gen = window.generate
+    gen.select_generator("fake-image")
+    gen.model_picker.set_ref(catalog[0].ref)
+    gen._update_banner()
+    assert gen.banner.isVisibleTo(gen)
+    assert "No model is downloaded yet" in gen.banner_text.text()
+    gen.banner_button.click()
+    assert window.current_panel() == "models"
+
+
+def test_models_panel_fits_and_cache(window: Any, studio: Studio) -> None:
+    from studio.ui.models_panel import fits_text
+
+    assert fits_text((False, 10**12, 8 * 10**9), "cpu")[0] == "no"
+    assert fits_text((True, 10**6, 8 * 10**9), "cpu")[0] == "yes"
+    assert fits_text(None, "cpu")[0] == "?"
+    # the catalog's sizes were checked against the cache budget, off the GUI thread
+    catalog = [e for e in window.session.models if e.source == "catalog"]
+    assert all(e.ref in window.session.fits for e in catalog)
+    view = window.models.cache_view
+    view.refresh()
+    assert "0 loaded" in view.counters.text()
+    assert "of" in view.host_bar.format()
+
+
+def _tiny_hub_model(hub_cache: Path, repo_id: str) -> None:
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from studio.testing.hub import save_to_hub_cache
+
+    folder = hub_cache.parent / "src"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    save_file({"w": np.zeros((4, 4), dtype="float32")}, str(folder / "model.safetensors"))
+    save_to_hub_cache(folder, repo_id, hub_cache)
+
+
+def test_download_progress_and_delete_a_hub_model(
+    window: Any, studio: Studio, hub_cache: Path, qtbot: Any
+) -> None:
+    _tiny_hub_model(hub_cache, "test-org/tiny")
+    panel = window.models
+    window.session.refresh_models()
+    qtbot.waitUntil(
+        lambda: any(m.ref == "test-org/tiny" for m in window.session.models), timeout=WAIT
+    )
+    entry = next(m for m in window.session.models if m.ref == "test-org/tiny")
+    assert entry.downloaded and entry.source == "hub"
+    row = row_of_model(panel, "test-org/tiny")
+    assert row.text(4) == "downloaded"
+    # a download job's progress shows in its model's row (the events the download thread sends)
+    panel.downloads["test-org/tiny"] = "job-x"
+    window.session.bridge.progress.emit("job-x", 50, 200, "")
+    assert row.text(4) == "downloading 25%"
+    del panel.downloads["test-org/tiny"]
+    panel.tree.setCurrentItem(row)
+    assert panel.delete_button.isEnabled()
+    assert panel.delete_selected()
+    qtbot.waitUntil(
+        lambda: all(m.ref != "test-org/tiny" for m in window.session.models), timeout=WAIT
+    )
+    assert not (hub_cache / "models--test-org--tiny" / "snapshots").exists() or not any(
+        (hub_cache / "models--test-org--tiny" / "snapshots").iterdir()
+    )
+
+
+def row_of_model(panel: Any, ref: str) -> Any:
+    for i in range(panel.tree.topLevelItemCount()):
+        item = panel.tree.topLevelItem(i)
+        if item.data(0, Qt.ItemDataRole.UserRole + 1).ref == ref:
+            return item
+    raise AssertionError(f"{ref} not listed")
+
+
+def test_download_refused_offline_says_why(window: Any, studio: Studio) -> None:
+    panel = window.models
+    panel.hub_id.setText("nobody/not-there")
+    assert panel.download_typed() is None  # the test environment is offline (HF_HUB_OFFLINE)
+    assert "Cannot download" in panel.detail.text()
+    assert "nobody/not-there" not in panel.downloads
