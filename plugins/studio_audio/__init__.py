@@ -1,1 +1,24 @@
-"""Built-in audio plugin (being written)."""
+"""Built-in audio plugin: text to speech (VITS / MMS-TTS) and text to music (MusicGen).
+
+Registered through the ``studio.plugins`` entry point like any third-party plugin. Importing it
+imports no model library: the generators load transformers inside ``run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from studio import hookimpl
+from studio_audio.music import TextToMusic
+from studio_audio.tts import TextToSpeech
+
+__version__ = "0.1.0"
+
+GENERATORS = (TextToSpeech, TextToMusic)
+
+
+@hookimpl
+def register_generators(register: Callable[[type], None]) -> None:
+    """Contribute the audio generators."""
+    for generator in GENERATORS:
+        register(generator)

@@ -1,0 +1,73 @@
+"""Run one blocking model call on a helper thread and stream what it reports.
+
+``model.generate`` blocks until the whole piece is done, but a generator's ``run`` must yield
+progress, previews and notes while it works. The call runs on a helper thread; the callbacks it
+invokes (stopping criteria, diffusers step callbacks) ``emit`` events into a queue that the device
+worker drains and yields. The worker waits while the helper computes, so the device still runs one
+model call at a time. When the consumer stops early (an exception, a closed generator), ``stopped``
+is set so the helper's callbacks end the call at the next step, and the thread is joined.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+_DONE = object()
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class BackgroundCall(Generic[T]):
+    """``for event in BackgroundCall(work): yield event`` then read ``.result``.
+
+    ``work(emit, stopped)`` runs on the helper thread; ``emit(event)`` hands an event to the
+    consumer; ``stopped`` is a :class:`threading.Event` set when the consumer went away.
+    Exceptions raised by ``work`` are re-raised (the same object) in the consumer.
+    """
+
+    def __init__(
+        self, work: Callable[[Callable[[Any], None], threading.Event], T], name: str = "audio-call"
+    ) -> None:
+        self._work = work
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.stopped = threading.Event()
+        self._result: T | None = None
+        self._finished = False
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def _main(self) -> None:
+        try:
+            self._result = self._work(self._queue.put, self.stopped)
+        except BaseException as exc:  # handed to the consumer, who decides
+            self._queue.put(_Failure(exc))
+        else:
+            self._queue.put(_DONE)
+
+    def __iter__(self) -> Iterator[Any]:
+        self._thread.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _DONE:
+                    self._finished = True
+                    return
+                if isinstance(item, _Failure):
+                    raise item.exc
+                yield item
+        finally:
+            self.stopped.set()
+            self._thread.join()
+
+    @property
+    def result(self) -> T:
+        if not self._finished:
+            raise RuntimeError("the background call has not finished")
+        return self._result  # type: ignore[return-value]
