@@ -1,8 +1,8 @@
 """Loading a diffusers pipeline from a resolved reference, and placing it on the device.
 
 - a diffusers folder or hub snapshot: ``DiffusionPipeline.from_pretrained`` (offline: the files are
-  already on disk), safetensors only unless pickle was allowed for that model, the ``fp16``
-  weight variant when it exists and half precision is wanted, no safety checker;
+  already on disk), safetensors only unless pickle was allowed for that model, the plain
+  weights (those refs checked and hashed; half precision is a cast), no safety checker;
 - a single ``.safetensors`` checkpoint as shared on model sites: its family is read from its keys
   (only the header and a few tensors are read), then ``from_single_file`` with a configuration
   folder: the ``checkpoint_config`` option, else the base model's configs from the hub cache
@@ -257,9 +257,7 @@ def _load_single_file(
     return cls.from_single_file(str(resolved.path), **kwargs)
 
 
-def _load_folder(
-    resolved: ResolvedModel, torch_dtype: Any, dtype_name: str, *, allow_pickle: bool
-) -> Any:
+def _load_folder(resolved: ResolvedModel, torch_dtype: Any, *, allow_pickle: bool) -> Any:
     from diffusers import DiffusionPipeline
 
     index_path = resolved.path / "model_index.json"
@@ -281,8 +279,8 @@ def _load_folder(
         kwargs["requires_safety_checker"] = False
     if "feature_extractor" in index:
         kwargs["feature_extractor"] = None
-    if dtype_name != "float32" and any(resolved.path.glob("*/*.fp16.safetensors")):
-        kwargs["variant"] = "fp16"
+    # the plain weights, always: they are what refs checked, hashed into the recipe and
+    # downloaded; half precision is a cast at load, not a second set of files
     return DiffusionPipeline.from_pretrained(str(resolved.path), **kwargs)
 
 
@@ -361,7 +359,7 @@ def make_loader(
                         allow_download=allow_download,
                     )
                 else:
-                    pipe = _load_folder(resolved, dtype, dtype_name, allow_pickle=allow_pickle)
+                    pipe = _load_folder(resolved, dtype, allow_pickle=allow_pickle)
         except (InvalidRequest, ModelNotFound):
             raise
         except Exception as exc:

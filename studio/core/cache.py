@@ -11,6 +11,12 @@ not in use goes first: an accelerator entry is offloaded to host memory (``.to("
 host budget allows, and dropped otherwise. An offloaded entry moves back to its device on its next
 hit. Entries in use (inside ``acquire``) are pinned: never moved, never dropped.
 
+A model placed by accelerate hooks (a diffusers pipeline after ``enable_model_cpu_offload()`` or
+``enable_sequential_cpu_offload()``, a model dispatched over several devices) places itself: its
+weights live in host memory and go to the device one model or layer at a time while it runs. The
+cache counts such an entry in host memory (against the host budget) and never moves it: no
+``.to()``, which diffusers refuses or which would undo the offload (see :func:`placed_by_hooks`).
+
 Thread-safe: one re-entrant lock guards the bookkeeping and the moves; loaders run outside it, and
 two threads asking for the same missing key load it once (the second waits for the first).
 Keep no reference to a model beyond the ``acquire`` block: the cache may move or drop it then.
@@ -62,9 +68,13 @@ class EntryStats:
     pins: int  #: how many ``acquire`` blocks use it now
     hits: int
     last_used: float  #: ``time.monotonic()`` of its last use
+    #: placed by accelerate hooks (CPU offload): in host memory, never moved by the cache
+    hooked: bool = False
 
     @property
     def offloaded(self) -> bool:
+        """In host memory instead of on its device: moved there by the cache, or kept there by
+        CPU offload hooks (``hooked``)."""
         return self.location != _location(self.key.device)
 
     def to_json(self) -> dict[str, Any]:
@@ -78,6 +88,7 @@ class EntryStats:
             "location": self.location,
             "pins": self.pins,
             "hits": self.hits,
+            "hooked": self.hooked,
         }
 
 
@@ -121,6 +132,7 @@ class _Entry:
     pins: int = 0
     hits: int = 0
     last_used: float = 0.0
+    hooked: bool = False  # placed by accelerate hooks: lives in host memory, never moved
 
 
 class _Pending:
@@ -204,7 +216,9 @@ class ModelCache:
     def _pin_hit(self, entry: _Entry) -> bool:
         """Pin a cached entry and bring it back to its device; False if it had to be dropped."""
         entry.pins += 1
-        target = _location(entry.key.device)
+        target = _home(entry)
+        if entry.location != target and self._sync_hooks(entry):
+            target = HOST  # hooked since it was stored: it stays in host memory, unmoved
         if entry.location != target:
             try:
                 self._make_room(target, entry.size)
@@ -245,8 +259,11 @@ class ModelCache:
                 empty_device_caches()
             value = loader()
         measured = int(size) if size is not None else int(self._measure(value))
+        hooked = placed_by_hooks(value)
+        if hooked:
+            location = HOST  # CPU offload: the weights stay in host memory between uses
         with self._lock:
-            entry = _Entry(key, value, max(0, measured), location, pins=1, hits=0)
+            entry = _Entry(key, value, max(0, measured), location, pins=1, hits=0, hooked=hooked)
             self._entries[key] = entry
             self._touch(entry)
             self._make_room(location, 0)
@@ -256,6 +273,7 @@ class ModelCache:
         with self._lock:
             entry.pins -= 1
             if self._entries.get(entry.key) is entry:
+                self._sync_hooks(entry)  # the block may have turned CPU offload on (or off)
                 self._touch(entry)
             self._enforce_all()
 
@@ -264,14 +282,21 @@ class ModelCache:
         """Drop every unpinned entry located on ``device`` (all devices if ``None``).
 
         Meant for after an out-of-memory error; also returns cached allocator memory to the
-        system (``torch.cuda.empty_cache``). Returns the bytes dropped.
+        system (``torch.cuda.empty_cache``). Returns the bytes dropped. Entries placed by CPU
+        offload hooks for ``device`` go too, although counted in host memory: an error in the
+        middle of a run leaves the model the hooks had moved there on the device.
         """
         loc = None if device is None else _location(device)
         with self._lock:
             victims = [
                 e
                 for e in self._entries.values()
-                if e.pins == 0 and (loc is None or e.location == loc)
+                if e.pins == 0
+                and (
+                    loc is None
+                    or e.location == loc
+                    or (e.hooked and not is_host(loc) and _location(e.key.device) == loc)
+                )
             ]
             for entry in victims:
                 self._drop(entry)
@@ -322,7 +347,7 @@ class ModelCache:
         """Counters and entries (least recently used first)."""
         with self._lock:
             entries = tuple(
-                EntryStats(e.key, e.size, e.location, e.pins, e.hits, e.last_used)
+                EntryStats(e.key, e.size, e.location, e.pins, e.hits, e.last_used, e.hooked)
                 for e in self._entries.values()
             )
             return CacheStats(
@@ -371,6 +396,20 @@ class ModelCache:
         entry.last_used = time.monotonic()
         self._entries.move_to_end(entry.key)
 
+    def _sync_hooks(self, entry: _Entry) -> bool:
+        """Note whether ``entry`` is placed by hooks now; True if it has just become so.
+
+        A hooked entry is in host memory. One whose hooks were removed stays where it is counted
+        (host memory) and goes back to its device on its next hit, like an offloaded entry.
+        """
+        hooked = placed_by_hooks(entry.value)
+        became = hooked and not entry.hooked
+        entry.hooked = hooked
+        if became:
+            log.debug("cache: %s is placed by CPU offload hooks; counted in host memory", entry.key)
+            entry.location = HOST
+        return became
+
     def _enforce_all(self) -> None:
         for loc in sorted({e.location for e in self._entries.values()}, key=is_host):
             self._make_room(loc, 0)  # accelerators first: their offloads land on the host
@@ -403,6 +442,8 @@ class ModelCache:
         return True
 
     def _offload_or_drop(self, entry: _Entry) -> None:
+        if self._sync_hooks(entry):
+            return  # hooked since it was stored: now counted in host memory, never moved
         budget = self.host_budget
         # Only host entries used before this one may make way for it (LRU across both memories);
         # check first so that nothing is evicted for an offload that cannot happen anyway.
@@ -446,6 +487,11 @@ def _location(device: str) -> str:
     return HOST if is_host(device) else device
 
 
+def _home(entry: _Entry) -> str:
+    """Where an entry belongs between uses: host memory when hooks place it, else its device."""
+    return HOST if entry.hooked else _location(entry.key.device)
+
+
 # --- sizes and moves ---------------------------------------------------------------------------
 
 
@@ -455,8 +501,11 @@ def measure_bytes(obj: Any) -> int:
 
     Shared tensors count once (tied weights, components shared between pipelines). Anything else
     (a tokenizer, a scheduler) counts 0: pass ``size_bytes`` to :meth:`ModelCache.acquire` then.
+    Meta tensors count 0, except those accelerate's sequential CPU offload keeps in host memory
+    (the hook's ``weights_map``): there they count as the host copy.
     """
     torch = sys.modules.get("torch")  # no torch imported means no tensors to count
+    hooks_possible = "accelerate" in sys.modules
     seen: set[int] = set()
 
     def tensor_bytes(t: Any) -> int:
@@ -475,9 +524,11 @@ def measure_bytes(obj: Any) -> int:
                 return tensor_bytes(o)
             if isinstance(o, torch.nn.Module):
                 seen.add(id(o))
-                return sum(tensor_bytes(p) for p in o.parameters()) + sum(
-                    tensor_bytes(b) for b in o.buffers()
-                )
+                total = sum(tensor_bytes(p) for p in o.parameters())
+                total += sum(tensor_bytes(b) for b in o.buffers())
+                if hooks_possible:
+                    total += sum(tensor_bytes(t) for t in _offloaded_tensors(o))
+                return total
         seen.add(id(o))
         if isinstance(o, dict):
             return sum(walk(v) for v in o.values())
@@ -493,10 +544,34 @@ def measure_bytes(obj: Any) -> int:
     return walk(obj)
 
 
+def _offloaded_tensors(module: Any) -> Iterator[Any]:
+    """The host copies of ``module``'s meta parameters and buffers that accelerate's offload
+    hooks (``AlignDevicesHook(offload=True)``, as ``cpu_offload`` attaches) hold in their
+    ``weights_map``."""
+    for sub in module.modules():
+        hook = sub.__dict__.get("_hf_hook")
+        if hook is None:
+            continue
+        weights = None
+        for h in (hook, *getattr(hook, "hooks", ())):  # a SequentialHook holds several
+            if getattr(h, "offload", False) and getattr(h, "weights_map", None) is not None:
+                weights = h.weights_map
+                break
+        if weights is None:
+            continue
+        for name, t in (*sub._parameters.items(), *sub._buffers.items()):
+            if t is not None and getattr(t, "is_meta", False):
+                try:
+                    yield weights[name]
+                except (KeyError, TypeError):  # not offloaded through this map
+                    continue
+
+
 def move_to(obj: Any, device: str) -> Any:
     """Put ``obj`` on ``device`` with its ``.to(device)`` (modules, pipelines, tensors); dicts,
-    lists and dataclass instances are moved item by item in place, tuples rebuilt; other objects
-    are left as they are (see :func:`can_move`).
+    lists and dataclass instances are moved item by item in place, tuples rebuilt; other objects,
+    and those placed by accelerate hooks (:func:`placed_by_hooks`), are left as they are (see
+    :func:`can_move`).
     """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         for f in dataclasses.fields(obj):
@@ -516,7 +591,7 @@ def move_to(obj: Any, device: str) -> Any:
             else tuple(move_to(v, device) for v in obj)
         )
     to = getattr(obj, "to", None)
-    if callable(to):
+    if callable(to) and not placed_by_hooks(obj):
         moved = to(device)
         return obj if moved is None else moved
     return obj
@@ -524,6 +599,8 @@ def move_to(obj: Any, device: str) -> Any:
 
 def can_move(obj: Any) -> bool:
     """Whether :func:`move_to` can move anything of ``obj`` (it has ``.to``, or holds such)."""
+    if placed_by_hooks(obj):
+        return False
     if isinstance(obj, dict):
         return any(can_move(v) for v in obj.values())
     if isinstance(obj, (list, tuple)):
@@ -531,3 +608,68 @@ def can_move(obj: Any) -> bool:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return any(can_move(getattr(obj, f.name)) for f in dataclasses.fields(obj))
     return callable(getattr(obj, "to", None))
+
+
+#: diffusers' name for a group offloading hook in a module's ``_diffusers_hook`` registry
+#: (``diffusers.hooks.group_offloading._GROUP_OFFLOADING``).
+_GROUP_OFFLOADING_HOOK = "group_offloading"
+
+
+def placed_by_hooks(obj: Any) -> bool:
+    """Whether ``obj``, or a model in it, is placed on devices by hooks, so that ``.to()`` must
+    not move it: the cache counts it in host memory and never moves it.
+
+    Found by attributes only, without importing diffusers or accelerate (diffusers 0.42
+    ``pipeline_utils``):
+
+    - a ``torch.nn.Module`` with an accelerate hook (``_hf_hook``) on it or on a submodule:
+      ``enable_model_cpu_offload()`` puts a ``CpuOffload`` hook on each component,
+      ``enable_sequential_cpu_offload()`` an ``AlignDevicesHook`` on every layer, and
+      ``dispatch_model`` (``device_map`` over several devices) hooks on its blocks; or a diffusers
+      group offloading hook (``_diffusers_hook``), which ``.to()`` skips;
+    - a pipeline (an object with ``components``) whose ``_all_hooks`` list is not empty (model
+      CPU offload), or with a ``hf_device_map`` over several components (diffusers refuses
+      ``.to()`` then), or any of whose components is placed by hooks.
+
+    ``_offload_gpu_id`` alone is not used: diffusers keeps it after ``remove_all_hooks()``.
+    A model loaded with ``device_map`` onto one device has no hooks and is moved as usual.
+    """
+    torch = sys.modules.get("torch")  # no torch imported means no modules, so no hooks
+    seen: set[int] = set()
+
+    def hooked_module(module: Any) -> bool:
+        for sub in module.modules():
+            attrs = sub.__dict__  # hooks are plain attributes: no nn.Module.__getattr__ cost
+            if attrs.get("_hf_hook") is not None:
+                return True
+            registry = getattr(attrs.get("_diffusers_hook"), "hooks", None)
+            if isinstance(registry, dict) and registry.get(_GROUP_OFFLOADING_HOOK) is not None:
+                return True
+        return False
+
+    def walk(o: Any) -> bool:
+        if o is None or isinstance(o, (str, bytes, int, float, bool)) or id(o) in seen:
+            return False
+        seen.add(id(o))
+        if torch is not None and isinstance(o, torch.nn.Module):
+            return hooked_module(o)
+        if isinstance(o, dict):
+            return any(walk(v) for v in o.values())
+        if isinstance(o, (list, tuple, set, frozenset)):
+            return any(walk(v) for v in o)
+        if getattr(o, "_hf_hook", None) is not None:
+            return True
+        all_hooks = getattr(o, "_all_hooks", None)  # set by enable_model_cpu_offload()
+        if isinstance(all_hooks, list) and all_hooks:
+            return True
+        device_map = getattr(o, "hf_device_map", None)
+        if isinstance(device_map, dict) and len(device_map) > 1:
+            return True
+        components = getattr(o, "components", None)  # diffusers DiffusionPipeline
+        if isinstance(components, dict):
+            return walk(components)
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return any(walk(getattr(o, f.name, None)) for f in dataclasses.fields(o))
+        return False
+
+    return walk(obj)

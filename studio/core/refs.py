@@ -20,7 +20,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -36,7 +36,28 @@ PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 #: Weights of other frameworks the studio never loads; not downloaded.
 FOREIGN_SUFFIXES = (".h5", ".msgpack", ".onnx", ".onnx_data", ".ot", ".tflite", ".gguf", ".mlmodel")
 
+#: Top-level folders of a diffusers pipeline that the studio never loads: the image plugin loads
+#: pipelines with the NSFW safety checker off (``safety_checker=None``, ``feature_extractor=None``;
+#: the feature extractor only feeds the checker), so they are neither downloaded nor checked.
+#: Older Stable Diffusion repos often have a pickle-only ``safety_checker/``.
+DIFFUSERS_UNUSED_FOLDERS = ("safety_checker", "feature_extractor")
+
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHARD = r"-\d{5}-of-\d{5}"
+# Weights file names as diffusers writes them: plain ``model.safetensors`` or
+# ``model-00001-of-00002.safetensors``; a variant ``model.fp16.safetensors`` or
+# ``model.fp16-00001-of-00002.safetensors`` (legacy: ``model-00001-of-00002.fp16.safetensors``);
+# and the variant's shard index ``model.safetensors.index.fp16.json`` (legacy:
+# ``model.safetensors.fp16.index.json``).
+_PLAIN_WEIGHTS_RE = re.compile(rf"^(?P<base>[^.]+?)(?:{_SHARD})?\.\w+$")
+_VARIANT_WEIGHTS_RES = (  # legacy first: its base must not keep the shard suffix
+    re.compile(rf"^(?P<base>[^.]+?){_SHARD}\.(?P<variant>\w+)\.\w+$"),
+    re.compile(rf"^(?P<base>[^.]+)\.(?P<variant>\w+)(?:{_SHARD})?\.\w+$"),
+)
+_VARIANT_INDEX_RES = (
+    re.compile(r"^(?P<base>[^.]+)\.\w+\.index\.(?P<variant>\w+)\.json$"),
+    re.compile(r"^(?P<base>[^.]+)\.\w+\.(?P<variant>\w+)\.index\.json$"),
+)
 _ALLOW_PICKLE_HINT = (
     "Pickle files can run arbitrary code when loaded, so the studio loads only .safetensors "
     "weights by default. If you trust this model, allow it for this one model by adding {ref!r} "
@@ -85,7 +106,9 @@ def resolve(
         transformers layout, or a single ``.safetensors`` file. An existing path always wins.
     :param allow_pickle: accept pickle-based weights (``.bin .ckpt .pt .pth``) for this model.
     :param allow_download: fetch a hub model missing from the cache (never when ``HF_HUB_OFFLINE``
-        is set). When a repo has safetensors weights, its pickle files are not downloaded.
+        is set). When a repo has safetensors weights, its pickle files are not downloaded; nor
+        are a diffusers pipeline's safety checker, feature extractor and unused weight variants
+        (they are not checked either: a pickle-only safety checker is no reason to refuse).
     :param cache_dir: the hub cache; default ``HF_HUB_CACHE`` / ``HF_HOME/hub`` / the hub default.
     :param progress: called with ``(0, 0)`` when a download begins (on the calling thread), then
         as ``progress(done_bytes, total_bytes)`` from the download threads, one call at a time.
@@ -166,7 +189,14 @@ def parse_hub_id(ref: str) -> tuple[str, str | None]:
 
 
 def weights_files(resolved: ResolvedModel) -> list[Path]:
-    """The weights files the model loads from (safetensors preferred per folder), sorted."""
+    """The weights files the model loads from (safetensors preferred per folder), sorted.
+
+    For a diffusers pipeline that leaves out the components the studio never loads
+    (``safety_checker/``, ``feature_extractor/``) and weight variants beside the plain weights
+    (``*.fp16.safetensors``, ``*.non_ema.*``, ...), whether or not they are on disk: so
+    :func:`weights_sha256` and :func:`estimate_bytes` are the same for a full snapshot and for the
+    files the studio downloads.
+    """
     if resolved.source == "file":
         return [resolved.path]
     root = resolved.path
@@ -348,6 +378,9 @@ class _Plan:
     pickle: list[str]  # pickle files in folders without safetensors (pickle-only)
     skipped_pickle: list[str]  # pickle files next to safetensors: never needed
     other: list[str]  # configs, tokenizers, ...: everything that is not weights
+    #: diffusers only: files of components the studio never loads (``DIFFUSERS_UNUSED_FOLDERS``)
+    #: and weight variants next to the plain weights (``*.fp16.*``, ``*.non_ema.*``, ...).
+    unused: list[str] = field(default_factory=list)
 
     @property
     def has_weights(self) -> bool:
@@ -355,19 +388,37 @@ class _Plan:
 
     @property
     def wanted(self) -> list[str]:
-        """The files a download fetches: everything but skipped pickle and foreign weights."""
+        """The files a download fetches: everything but skipped pickle, foreign weights and
+        unused diffusers files."""
         return self.other + self.safe + self.pickle
 
 
 def _plan(paths: Iterable[str]) -> _Plan:
     """Sort a model's relative posix paths into a plan.
 
-    In a diffusers layout (``model_index.json``), weights at the top level (a single-file
-    checkpoint kept beside the components) are not part of the pipeline and are ignored when
-    components have weights.
+    In a diffusers layout (``model_index.json``):
+
+    - weights at the top level (a single-file checkpoint kept beside the components) are not part
+      of the pipeline and are ignored when components have weights;
+    - the ``safety_checker/`` and ``feature_extractor/`` components are never loaded (see
+      :data:`DIFFUSERS_UNUSED_FOLDERS`), so they are left out entirely: a pickle-only safety
+      checker does not make the model unsafe, and its 1.2 GB are not downloaded;
+    - weight variants (``diffusion_pytorch_model.fp16.safetensors``, ``*.non_ema.*``,
+      ``*.ema_only.*``, with their shard indexes) are left out when the component has the plain
+      weights (of the same format) that the pipeline loads by default; a component with only
+      variant weights keeps them.
+
+    Transformers layouts keep every folder and file name as it is.
     """
     paths = list(paths)
     diffusers = "model_index.json" in paths
+    unused: list[str] = []
+    if diffusers:
+        kept: list[str] = []
+        for p in paths:
+            top = p.split("/", 1)[0] if "/" in p else ""
+            (unused if top in DIFFUSERS_UNUSED_FOLDERS else kept).append(p)
+        paths = kept
     by_dir: dict[str, tuple[list[str], list[str]]] = {}
     other: list[str] = []
     for p in paths:
@@ -381,16 +432,72 @@ def _plan(paths: Iterable[str]) -> _Plan:
             other.append(p)
     if diffusers and any(d != "." for d in by_dir):
         by_dir.pop(".", None)
-    plan = _Plan([], [], [], other)
-    for safe, pickled in by_dir.values():
+    plan = _Plan([], [], [], [], unused)
+    dropped_variants: set[tuple[str, str]] = set()  # (folder, variant) whose weights are skipped
+    for parent, (safe, pickled) in by_dir.items():
+        chosen = safe or pickled
+        if diffusers:
+            chosen, variants = _split_variants(chosen)
+            plan.unused += variants
+            dropped_variants.update((parent, _variant_of(v)) for v in variants)
         if safe:
-            plan.safe += safe
+            plan.safe += chosen
             plan.skipped_pickle += pickled
         else:
-            plan.pickle += pickled
-    for group in (plan.safe, plan.pickle, plan.skipped_pickle, plan.other):
+            plan.pickle += chosen
+    for p in other:
+        index_of = (str(PurePosixPath(p).parent), _index_variant(p) or "")
+        # the shard index of a skipped variant goes with it
+        (plan.unused if index_of in dropped_variants else plan.other).append(p)
+    for group in (plan.safe, plan.pickle, plan.skipped_pickle, plan.other, plan.unused):
         group.sort()
     return plan
+
+
+def _split_variants(files: list[str]) -> tuple[list[str], list[str]]:
+    """Split one folder's weights (one format) into ``(kept, variants with plain weights)``."""
+    plain_bases = set()
+    for f in files:
+        m = _PLAIN_WEIGHTS_RE.match(PurePosixPath(f).name)
+        if m:
+            plain_bases.add(m["base"])
+    kept: list[str] = []
+    variants: list[str] = []
+    for f in files:
+        name = PurePosixPath(f).name
+        if _PLAIN_WEIGHTS_RE.match(name) is None and _variant_base(name) in plain_bases:
+            variants.append(f)
+        else:
+            kept.append(f)
+    return kept, variants
+
+
+def _variant_match(name: str) -> re.Match[str] | None:
+    for pattern in _VARIANT_WEIGHTS_RES:
+        m = pattern.match(name)
+        if m:
+            return m
+    return None
+
+
+def _variant_base(name: str) -> str | None:
+    m = _variant_match(name)
+    return m["base"] if m else None
+
+
+def _variant_of(path: str) -> str:
+    m = _variant_match(PurePosixPath(path).name)
+    return m["variant"] if m else ""
+
+
+def _index_variant(path: str) -> str | None:
+    """The variant a shard index file belongs to (``x.safetensors.index.fp16.json``), if any."""
+    name = PurePosixPath(path).name
+    for pattern in _VARIANT_INDEX_RES:
+        m = pattern.match(name)
+        if m:
+            return m["variant"]
+    return None
 
 
 def _check_weights(ref: str, root: Path, allow_pickle: bool) -> None:
@@ -407,7 +514,7 @@ def _check_weights(ref: str, root: Path, allow_pickle: bool) -> None:
             f"model {ref!r} has only pickle-based weights ({_sample(plan.pickle)}). "
             + _ALLOW_PICKLE_HINT.format(ref=ref)
         )
-    missing = _missing_shards(root, rel)
+    missing = _missing_shards(root, rel, plan.other)
     if missing:
         raise ModelNotFound(
             f"model {ref!r} is incomplete: shard(s) {_sample(missing)} listed in its index are "
@@ -415,11 +522,12 @@ def _check_weights(ref: str, root: Path, allow_pickle: bool) -> None:
         )
 
 
-def _missing_shards(root: Path, rel: list[str]) -> list[str]:
-    """Shards named in a ``*.safetensors.index.json`` that are not on disk."""
+def _missing_shards(root: Path, rel: list[str], candidates: list[str]) -> list[str]:
+    """Shards named in a ``*.safetensors.index.json`` among ``candidates`` (the plan's files:
+    not those of unused diffusers components) that are not on disk."""
     present = set(rel)
     missing: list[str] = []
-    for index in (p for p in rel if p.endswith(".safetensors.index.json")):
+    for index in (p for p in candidates if p.endswith(".safetensors.index.json")):
         try:
             weight_map = json.loads((root / index).read_text(encoding="utf-8"))["weight_map"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -525,8 +633,9 @@ def _cached_snapshot(repo_id: str, revision: str | None, cache_dir: Path) -> Pat
 
     huggingface_hub 2.4 keeps the repo's whole file list (its tree listing) from the download and
     takes a snapshot that misses any listed file for incomplete. The files a download here skips
-    (pickle beside safetensors, other frameworks' weights) are never there, so only the files it
-    fetches are asked for: the same plan, made from that cached listing. Without a listing (a
+    (pickle beside safetensors, other frameworks' weights, a diffusers pipeline's safety checker
+    and unused weight variants) are never there, so only the files it fetches are asked for: the
+    same plan, made from that cached listing. Without a listing (a
     cache filled by an older tool) huggingface_hub cannot tell, and :func:`_check_weights` decides.
     """
     from huggingface_hub import get_cached_repo_tree, snapshot_download

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -12,7 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from studio.core.cache import CacheKey, ModelCache, can_move, measure_bytes, move_to
+from studio.core.cache import (
+    CacheKey,
+    ModelCache,
+    can_move,
+    measure_bytes,
+    move_to,
+    placed_by_hooks,
+)
 
 WAIT = 10.0  # seconds: an upper bound for thread hand-offs, never slept
 
@@ -528,3 +536,190 @@ def test_real_cuda_offload_and_restore() -> None:
     stats = cache.stats()
     assert stats.offloads == 2 and stats.restores == 1 and stats.device_bytes == 4096 * 4096 * 4
     assert cache.free() == 2 * 4096 * 4096 * 4
+
+
+# --- models placed by CPU offload hooks (accelerate / diffusers) -------------------------------
+
+
+class Hook:
+    """Stands for an accelerate hook object (``CpuOffload``)."""
+
+
+class HookedPipeline:
+    """Mimics a diffusers pipeline after ``enable_model_cpu_offload()``: components carrying
+    ``_hf_hook``, ``_all_hooks`` filled, ``_offload_gpu_id`` set, and a ``.to()`` that refuses (as
+    diffusers does once sequential offload is on)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        unet, vae = Movable(), Movable()
+        unet._hf_hook = vae._hf_hook = Hook()  # type: ignore[attr-defined]
+        self.components: dict[str, Any] = {"unet": unet, "vae": vae, "tokenizer": "tok"}
+        self._all_hooks = [unet._hf_hook, vae._hf_hook]  # type: ignore[attr-defined]
+        self._offload_gpu_id = 0
+
+    def to(self, device: str) -> HookedPipeline:
+        raise ValueError("offloading is not compatible with moving the pipeline")
+
+
+def test_placed_by_hooks_reads_the_attributes_diffusers_sets() -> None:
+    pipe = HookedPipeline("sd")
+    assert placed_by_hooks(pipe) and placed_by_hooks({"bundle": [pipe]})
+    pipe._all_hooks = []  # remove_all_hooks() empties it and removes the components' hooks...
+    for name in ("unet", "vae"):
+        del pipe.components[name]._hf_hook
+    assert pipe._offload_gpu_id == 0  # ...but keeps _offload_gpu_id: not a sign by itself
+    assert not placed_by_hooks(pipe)
+    pipe.hf_device_map = {"unet": "cuda:0", "vae": "cuda:1"}  # type: ignore[attr-defined]
+    assert placed_by_hooks(pipe)  # a pipeline device map: diffusers refuses .to()
+    assert not placed_by_hooks(Movable()) and not placed_by_hooks(nn.Linear(2, 2))
+    assert not can_move(HookedPipeline("x"))
+    hooked = HookedPipeline("y")
+    assert move_to(hooked, "gpu:0") is hooked  # left as it is, .to() never called
+
+
+def test_a_pipeline_with_cpu_offload_is_host_resident_and_never_moved() -> None:
+    mover = Mover()
+    cache = ModelCache(device_budget=2, host_budget=10, mover=mover)
+    calls: list[str] = []
+
+    def load_pipe() -> HookedPipeline:
+        calls.append("sd")
+        return HookedPipeline("sd")
+
+    with cache.acquire(key("sd", "gpu:0"), load_pipe, size_bytes=5) as pipe:
+        entry = cache.stats().entries[0]
+        assert entry.location == "cpu" and entry.hooked and entry.to_json()["hooked"]
+    stats = cache.stats()
+    assert (stats.device_bytes, stats.host_bytes) == (0, 5)
+    # Device pressure: the device entries move, the offloaded pipeline is not touched.
+    use(cache, "a", "gpu:0")
+    use(cache, "b", "gpu:0")
+    use(cache, "c", "gpu:0")
+    assert cache.offload("gpu:0") == 2
+    assert all(name != "sd" for name, _ in mover.moves)
+    # A hit hands it back as it is: no move to gpu:0, no restore, no reload.
+    with cache.acquire(key("sd", "gpu:0"), load_pipe, size_bytes=5) as again:
+        assert again is pipe
+    stats = cache.stats()
+    assert calls == ["sd"] and stats.restores == 0 and stats.offloads == 3
+    assert all(name != "sd" for name, _ in mover.moves)
+    assert where(cache)["sd"] == "cpu"
+    # Its bytes count against the host budget: over it, the pipeline is dropped, not moved.
+    cache.set_budgets(2, 4)
+    assert "sd" not in where(cache) and all(name != "sd" for name, _ in mover.moves)
+
+
+def test_the_default_mover_never_calls_to_on_a_hooked_pipeline() -> None:
+    cache = ModelCache(device_budget=1, host_budget=100)
+    with cache.acquire(key("sd", "gpu:0"), lambda: HookedPipeline("sd"), size_bytes=50) as pipe:
+        pass
+    with cache.acquire(key("m", "gpu:0"), Movable, size_bytes=1):
+        pass
+    with cache.acquire(key("sd", "gpu:0"), no_reload) as again:
+        assert again is pipe  # HookedPipeline.to() raises: it was never called
+    assert cache.stats().evictions == 0 and where(cache)["sd"] == "cpu"
+
+
+def test_offload_turned_on_inside_a_block_is_noted_at_release() -> None:
+    mover = Mover()
+    cache = ModelCache(device_budget=10, host_budget=10, mover=mover)
+    with cache.acquire(key("sd", "gpu:0"), loader_for("sd", "gpu:0"), size_bytes=4) as model:
+        assert where(cache) == {"sd": "gpu:0"}
+        model._hf_hook = Hook()  # type: ignore[attr-defined]
+    stats = cache.stats()
+    assert where(cache) == {"sd": "cpu"} and stats.entries[0].hooked
+    assert (stats.device_bytes, stats.host_bytes, stats.offloads) == (0, 4, 0)
+    with cache.acquire(key("sd", "gpu:0"), loader_for("sd", "gpu:0"), size_bytes=4):
+        pass
+    assert mover.moves == [] and cache.stats().restores == 0
+    # Hooks removed: an ordinary entry in host memory again, back to its device on the next hit.
+    del model._hf_hook  # type: ignore[attr-defined]
+    with cache.acquire(key("sd", "gpu:0"), loader_for("sd", "gpu:0"), size_bytes=4):
+        pass  # noted at this release
+    with cache.acquire(key("sd", "gpu:0"), loader_for("sd", "gpu:0"), size_bytes=4):
+        assert mover.moves == [("sd", "gpu:0")]
+
+
+def test_free_after_out_of_memory_drops_hooked_entries_of_that_device() -> None:
+    cache = ModelCache(mover=Mover())
+    with cache.acquire(key("sd", "gpu:0"), lambda: HookedPipeline("sd"), size_bytes=5):
+        pass
+    use(cache, "h", "cpu", size=7)
+    assert cache.free("gpu:1") == 0
+    assert cache.free("gpu:0") == 5  # the hooks may have left a model on gpu:0
+    assert where(cache) == {"h": "cpu"}
+
+
+def no_reload() -> Any:
+    pytest.fail("reloaded")
+
+
+def tiny_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+
+
+def test_real_accelerate_hooks_are_detected_measured_and_left_in_place() -> None:
+    from accelerate import cpu_offload, cpu_offload_with_hook
+
+    plain = tiny_net()
+    size = measure_bytes(plain)
+    x = torch.ones(1, 8)
+    expected = plain(x)
+    # Sequential offload: the weights become meta tensors, the host copies sit in the hooks.
+    sequential = tiny_net()
+    cpu_offload(sequential, execution_device=torch.device("cpu"))
+    assert sequential[0].weight.is_meta
+    model_offload, _ = cpu_offload_with_hook(tiny_net(), execution_device="cpu")
+    for net in (sequential, model_offload):
+        assert placed_by_hooks(net) and measure_bytes(net) == size
+        # "gpu:0" is no torch device: any .to() from the cache would fail and reload.
+        cache = ModelCache(device_budget=1)
+        k = key("net", "gpu:0")
+        with cache.acquire(k, functools.partial(lambda n: n, net)) as got:
+            assert got is net
+        use(cache, "other", "gpu:0")
+        with cache.acquire(k, no_reload) as again:
+            assert again is net and torch.equal(again(x), expected)
+        stats = cache.stats()
+        assert stats.host_bytes == size and stats.entries[-1].hooked
+        assert stats.evictions == 0 and stats.restores == 0
+    assert not placed_by_hooks(plain)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_real_diffusers_cpu_offload_on_cuda_is_never_moved() -> None:
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    def pipeline(sequential: bool) -> Any:
+        unet = UNet2DModel(
+            sample_size=8,
+            in_channels=1,
+            out_channels=1,
+            block_out_channels=(4, 8),
+            layers_per_block=1,
+            norm_num_groups=4,
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+        )
+        pipe: Any = DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=10))
+        if sequential:
+            pipe.enable_sequential_cpu_offload(device="cuda:0")
+        else:
+            pipe.enable_model_cpu_offload(device="cuda:0")
+        return pipe
+
+    for sequential in (False, True):
+        cache = ModelCache(device_budget=1)
+        k = CacheKey("org/ddpm", None, "diffusers-pipeline", "float32", "cuda:0")
+        with cache.acquire(k, functools.partial(pipeline, sequential)) as pipe:
+            assert placed_by_hooks(pipe)
+        with cache.acquire(CacheKey("org/x", None, "t", "float32", "cuda:0"), Movable):
+            pass
+        with cache.acquire(k, no_reload) as again:
+            assert again is pipe and not any(p.is_cuda for p in pipe.unet.parameters())
+        stats = cache.stats()
+        assert stats.evictions == 0 and stats.bytes_on("cuda:0") == 0
+        assert stats.bytes_on("cpu") == measure_bytes(pipe) > 0

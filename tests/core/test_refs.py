@@ -86,6 +86,27 @@ def diffusers_folder(root: Path) -> Path:
     return root
 
 
+def add_unused_diffusers_parts(root: Path) -> list[str]:
+    """What an older Stable Diffusion repo adds that the studio never loads: a pickle-only safety
+    checker, a feature extractor, and weight variants next to the plain weights. Returns their
+    relative paths."""
+    (root / "safety_checker").mkdir(parents=True, exist_ok=True)
+    (root / "safety_checker" / "config.json").write_text("{}")
+    torch.save({"weight": torch.zeros(2)}, root / "safety_checker" / "pytorch_model.bin")
+    (root / "feature_extractor").mkdir(exist_ok=True)
+    (root / "feature_extractor" / "preprocessor_config.json").write_text("{}")
+    write_weights(root / "unet" / "diffusion_pytorch_model.fp16.safetensors", 3)
+    write_weights(root / "unet" / "diffusion_pytorch_model.non_ema.safetensors", 4, size=8)
+    write_weights(root / "text_encoder" / "model.ema_only.safetensors", 5)
+    torch.save({"weight": torch.zeros(2)}, root / "unet" / "diffusion_pytorch_model.fp16.bin")
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file()
+        and (p.parent.name in ("safety_checker", "feature_extractor") or p.name.count(".") > 1)
+    )
+
+
 def cache_tree_listing(snapshot: Path, names: list[str]) -> None:
     """The listing huggingface_hub 2.4 keeps of every file of a repo it downloads from (it then
     takes a snapshot missing any listed file asked for as incomplete)."""
@@ -620,3 +641,125 @@ def test_list_hub_models(tmp_path: Path, hub: Path) -> None:
     assert (p.kind, p.modality, p.revision) == ("diffusers", "image", pipe.name)
     assert t.size_bytes and t.size_bytes > 0
     assert t.path is not None and Path(t.path).name == text.name
+
+
+# --- diffusers: components and variants the studio never loads --------------------------------
+
+PLAIN = ["text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors"]
+
+
+def rel_weights(resolved: refs.ResolvedModel) -> list[str]:
+    return [f.relative_to(resolved.path).as_posix() for f in weights_files(resolved)]
+
+
+def test_diffusers_folder_with_pickle_only_safety_checker_and_variants_resolves(
+    tmp_path: Path,
+) -> None:
+    plain = diffusers_folder(tmp_path / "plain")
+    folder = diffusers_folder(tmp_path / "pipe")
+    unused = add_unused_diffusers_parts(folder)
+    assert "safety_checker/pytorch_model.bin" in unused
+    assert "unet/diffusion_pytorch_model.fp16.safetensors" in unused
+    resolved = resolve(str(folder))  # no UnsafeWeightsError for the safety checker
+    assert rel_weights(resolved) == PLAIN
+    assert estimate_bytes(resolved) == sum((folder / f).stat().st_size for f in PLAIN)
+    # The variants and unused components do not change what identifies the weights.
+    assert weights_sha256(resolved) == weights_sha256(resolve(str(plain)))
+
+
+def test_a_pickle_only_component_the_pipeline_loads_is_still_refused(tmp_path: Path) -> None:
+    folder = diffusers_folder(tmp_path / "pipe")
+    add_unused_diffusers_parts(folder)
+    (folder / "vae").mkdir()
+    torch.save({"weight": torch.zeros(2)}, folder / "vae" / "diffusion_pytorch_model.bin")
+    with pytest.raises(UnsafeWeightsError) as info:
+        resolve(str(folder))
+    assert "vae/diffusion_pytorch_model.bin" in str(info.value)
+    assert "safety_checker" not in str(info.value)
+
+
+def test_a_component_with_only_variant_weights_keeps_them(tmp_path: Path) -> None:
+    folder = diffusers_folder(tmp_path / "pipe")
+    write_weights(folder / "vae" / "diffusion_pytorch_model.fp16.safetensors", 6)
+    # plain pickle beside a safetensors variant: the safetensors variant is what can be loaded
+    torch.save({"weight": torch.zeros(2)}, folder / "vae" / "diffusion_pytorch_model.bin")
+    resolved = resolve(str(folder))
+    assert rel_weights(resolved) == [*PLAIN, "vae/diffusion_pytorch_model.fp16.safetensors"]
+
+
+def test_sharded_and_legacy_variants_and_their_indexes_are_skipped() -> None:
+    plan = refs._plan(
+        [
+            "model_index.json",
+            "transformer/diffusion_pytorch_model-00001-of-00002.safetensors",
+            "transformer/diffusion_pytorch_model-00002-of-00002.safetensors",
+            "transformer/diffusion_pytorch_model.safetensors.index.json",
+            "transformer/diffusion_pytorch_model.fp16-00001-of-00002.safetensors",
+            "transformer/diffusion_pytorch_model.fp16-00002-of-00002.safetensors",
+            "transformer/diffusion_pytorch_model.safetensors.index.fp16.json",
+            "text_encoder/model.safetensors",
+            "text_encoder/model-00001-of-00002.fp16.safetensors",  # legacy variant naming
+            "text_encoder/model.safetensors.fp16.index.json",
+        ]
+    )
+    assert plan.safe == [
+        "text_encoder/model.safetensors",
+        "transformer/diffusion_pytorch_model-00001-of-00002.safetensors",
+        "transformer/diffusion_pytorch_model-00002-of-00002.safetensors",
+    ]
+    assert plan.other == [
+        "model_index.json",
+        "transformer/diffusion_pytorch_model.safetensors.index.json",
+    ]
+    assert len(plan.unused) == 5 and not set(plan.unused) & set(plan.wanted)
+
+
+def test_transformers_repos_keep_every_folder_and_variant(tmp_path: Path) -> None:
+    folder = transformers_folder(tmp_path / "t")
+    write_weights(folder / "model.fp16.safetensors", 1)
+    assert [f.name for f in weights_files(resolve(str(folder)))] == [
+        "model.fp16.safetensors",
+        "model.safetensors",
+    ]
+    pickle_folder(folder / "safety_checker")  # no model_index.json: not a diffusers repo
+    with pytest.raises(UnsafeWeightsError, match="safety_checker"):
+        resolve(str(folder))
+
+
+def test_cached_diffusers_snapshot_without_unused_parts_resolves_offline(
+    tmp_path: Path, hub: Path
+) -> None:
+    """As the studio downloads it: the cached listing names the safety checker and the variants,
+    the snapshot lacks them, and it is still complete."""
+    full = diffusers_folder(tmp_path / "full")
+    unused = add_unused_diffusers_parts(full)
+    fetched = diffusers_folder(tmp_path / "fetched")
+    (fetched / "v1-pruned.ckpt").unlink()
+    snapshot = save_to_hub_cache(fetched, "org/sd", hub)
+    listing = sorted(p.relative_to(full).as_posix() for p in full.rglob("*") if p.is_file())
+    cache_tree_listing(snapshot, listing)
+    resolved = resolve("org/sd", allow_download=False)
+    assert resolved.path == snapshot and rel_weights(resolved) == PLAIN
+    assert not any((snapshot / name).exists() for name in unused)
+    # A snapshot holding everything (another tool downloaded it) gives the same weights.
+    save_to_hub_cache(full, "org/sd-full", hub)
+    full_resolved = resolve("org/sd-full", allow_download=False)
+    assert rel_weights(full_resolved) == PLAIN
+    assert estimate_bytes(full_resolved) == estimate_bytes(resolved)
+    assert weights_sha256(full_resolved) == weights_sha256(resolved)
+
+
+def test_download_of_diffusers_repo_skips_safety_checker_and_variants(
+    tmp_path: Path, hub: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = diffusers_folder(tmp_path / "remote" / "sd")
+    unused = add_unused_diffusers_parts(src)
+    asked = fake_hub(monkeypatch, src, "org/sd", hub)
+    resolved = resolve("org/sd")  # pickle-only safety checker: not refused, not fetched
+    (files,) = asked
+    assert not set(unused) & set(files)
+    assert not any(f.startswith(("safety_checker/", "feature_extractor/")) for f in files)
+    assert set(PLAIN) <= set(files) and "unet/config.json" in files
+    assert rel_weights(resolved) == PLAIN
+    resolve("org/sd")  # complete in the cache now: no second download
+    assert len(asked) == 1
