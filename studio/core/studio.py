@@ -692,18 +692,29 @@ class Studio:
         return self.store.list_artifacts(**filters)
 
     def delete_artifact(self, artifact_id: str) -> None:
-        """Move an artifact's files into ``home/trash`` (nothing is lost) and forget it."""
+        """Move an artifact's files to the system trash and forget it. Where there is no
+        system trash, they go to ``home/trash`` instead: nothing is ever lost."""
         record = self.store.get_artifact(artifact_id)
+        for path in artifact_files(record.path):
+            self._to_trash(path, artifact_id)
+        self.store.delete_artifact(artifact_id)
+
+    def _to_trash(self, path: Path, artifact_id: str) -> None:
+        from send2trash import send2trash
+
+        try:
+            send2trash(path)
+            return
+        except Exception as exc:  # no trash on this system or volume
+            log.info("no system trash for %s (%s): using the studio's trash", path, exc)
         trash = self.paths.home / "trash"
         trash.mkdir(parents=True, exist_ok=True)
-        for path in artifact_files(record.path):
-            target = trash / f"{artifact_id[:8]}-{path.name}"
-            n = 1
-            while target.exists():
-                n += 1
-                target = trash / f"{artifact_id[:8]}-{n}-{path.name}"
-            shutil.move(str(path), str(target))
-        self.store.delete_artifact(artifact_id)
+        target = trash / f"{artifact_id[:8]}-{path.name}"
+        n = 1
+        while target.exists():
+            n += 1
+            target = trash / f"{artifact_id[:8]}-{n}-{path.name}"
+        shutil.move(str(path), str(target))
 
     def request_from_recipe(self, recipe: dict[str, Any]) -> GenerationRequest:
         """The request that made an artifact: generator, prompt, model, adapters, options and

@@ -97,6 +97,8 @@ def studio_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StudioEnv:
     monkeypatch.setenv("STUDIO_HOME", str(env.home))
     monkeypatch.setenv("HF_HOME", str(env.hf_home))
     monkeypatch.setenv("HF_HUB_CACHE", str(env.hub_cache))
+    # the freedesktop trash lives here: deleting an artifact never reaches the user's own trash
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_CACHE", raising=False)
     for name, value in _OFFLINE_ENV.items():

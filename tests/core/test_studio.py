@@ -5,6 +5,7 @@ Runs on the testing kit's fake plugins; every wait is bounded.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -226,7 +227,28 @@ def test_a_continuation_records_its_parent_and_replays_with_it(app: Studio) -> N
     assert read_recipe(again)["parent"] == parent.id
 
 
-def test_delete_artifact_moves_its_files_to_the_trash(app: Studio) -> None:
+def test_delete_artifact_moves_its_files_to_the_system_trash(app: Studio) -> None:
+    (path,) = succeeded(app, app.submit(GenerationRequest(generator="fake-text", prompt="hi")))
+    content = path.read_text()
+    artifact = app.store.artifact_by_path(path)
+    assert artifact is not None
+    app.delete_artifact(artifact.id)
+    assert not path.exists() and not path.with_name(path.name + ".json").exists()
+    trash = Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"  # freedesktop layout
+    assert sorted(p.name for p in trash.iterdir()) == [path.name, path.name + ".json"]
+    assert (trash / path.name).read_text() == content
+    assert app.artifacts() == []
+
+
+def test_without_a_system_trash_deleted_files_go_to_the_studio_trash(
+    app: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import send2trash
+
+    def no_trash(path: object) -> None:
+        raise OSError("no trash on this volume")
+
+    monkeypatch.setattr(send2trash, "send2trash", no_trash)
     (path,) = succeeded(app, app.submit(GenerationRequest(generator="fake-text", prompt="x")))
     artifact = app.store.artifact_by_path(path)
     assert artifact is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,8 @@ def test_delete_moves_to_trash(window: Any, studio: Any, qtbot: Any) -> None:
     gallery.select(rec.id)
     assert gallery.delete_current()
     assert not Path(rec.path).exists()
-    assert any((studio.paths.home / "trash").iterdir())
+    trash = Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"  # the kit's private trash
+    assert (trash / Path(rec.path).name).is_file()
     assert gallery.model.records == []
     assert gallery.empty.isVisibleTo(gallery)
 
