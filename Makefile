@@ -26,11 +26,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m benchmarks
 
-# The user guide's pictures, taken from the real window (offscreen).
+# The user guide's pictures, taken from the real window (offscreen) with demo content.
 screenshots: $(STAMP)
-	for panel in generate gallery queue training models plugins settings; do \
-		QT_QPA_PLATFORM=offscreen $(VENV)/bin/aigc-studio --screenshot docs/images/$$panel.png --panel $$panel || exit 1; \
-	done
+	QT_QPA_PLATFORM=offscreen $(PY) -m studio.ui.screenshots docs/images
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

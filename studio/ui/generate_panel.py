@@ -1,5 +1,5 @@
-"""The generate panel: generator picker, prompt, model, LoRA, options form, Generate / Cancel, and
-the output as it is made (image previews per step, streamed text, audio waveform)."""
+"""The generate panel: generator picker, prompt, model, LoRA adapters, options form, Generate /
+Cancel, and the output as it is made (image previews per step, streamed text, audio waveform)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ from PySide6.QtWidgets import (
 
 from studio.core.errors import InvalidRequest, OptionsError, StudioError
 from studio.core.events import JobState
-from studio.core.generator import GenerationRequest, LoraSpec
-from studio.ui.model_picker import LoraPicker, ModelPicker
+from studio.core.generator import GenerationRequest
+from studio.ui.adapter_list import AdapterList
+from studio.ui.model_picker import ModelPicker
 from studio.ui.options_form import OptionsForm, SeedEditor
 from studio.ui.output_view import OutputView
 from studio.ui.util import discard, eta_seconds, human_duration, human_size, icon
@@ -166,7 +167,7 @@ class GeneratePanel(QWidget):
 
         self.model_picker = ModelPicker()
         self.model_picker.model_changed.connect(self._model_chosen)
-        self.lora = LoraPicker()
+        self.adapter_list = AdapterList()
         self.seed = SeedEditor()
         self.seed.setToolTip(
             "The same seed, prompt and options give the same output. Empty: random."
@@ -179,8 +180,6 @@ class GeneratePanel(QWidget):
         basics = QFormLayout()
         basics.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         basics.addRow("Model", self.model_picker)
-        self.lora_label = QLabel("LoRA")
-        basics.addRow(self.lora_label, self.lora)
         basics.addRow("Seed", self.seed)
 
         self.options_box = QGroupBox("Options")
@@ -210,6 +209,7 @@ class GeneratePanel(QWidget):
         form_column.addWidget(self.prompt)
         form_column.addWidget(self.prompt_error)
         form_column.addLayout(basics)
+        form_column.addWidget(self.adapter_list)
         form_column.addWidget(self.options_box)
         form_column.addStretch(1)
         scroll = QScrollArea()
@@ -302,9 +302,7 @@ class GeneratePanel(QWidget):
         self.options_layout.addWidget(self.form)
         self.options_box.setVisible(bool(self.form.specs))
         self.output.set_modality(gen.modality)
-        supports = bool(gen.supports_lora)
-        self.lora.setVisible(supports)
-        self.lora_label.setVisible(supports)
+        self.adapter_list.set_modality(gen.modality if gen.supports_lora else None)
         self._refresh_models()
         self._refresh_adapters()
         self.model_picker.set_ref(self.saved_models.get(gen.id))
@@ -320,11 +318,7 @@ class GeneratePanel(QWidget):
         self._update_banner()
 
     def _refresh_adapters(self) -> None:
-        gen = self.generator
-        if gen is None or not gen.supports_lora:
-            return
-        adapters = [a for a in self.session.adapters if a.modality == gen.modality]
-        self.lora.populate(adapters, self.model_picker.effective_ref())
+        self.adapter_list.set_library(self.session.adapters, self.model_picker.effective_ref())
 
     def _model_chosen(self) -> None:
         self._update_banner()
@@ -367,10 +361,11 @@ class GeneratePanel(QWidget):
         if self.form.validate() is None:
             self._show_error("Fix the option marked in red.")
             return None
-        loras = []
-        spec = self.lora.spec() if gen.supports_lora else None
-        if spec is not None:
-            loras.append(LoraSpec(ref=spec[0], weight=spec[1]))
+        try:
+            loras = self.adapter_list.specs() if gen.supports_lora else []
+        except InvalidRequest as exc:
+            self._show_error(str(exc))
+            return None
         return GenerationRequest(
             generator=gen.id,
             prompt=prompt,
@@ -446,10 +441,7 @@ class GeneratePanel(QWidget):
         if self.form is not None:
             self.form.reset()
             self.form.set_values(request.options)
-        if request.loras:
-            self.lora.set_ref(request.loras[0].ref, request.loras[0].weight)
-        else:
-            self.lora.set_ref(None)
+        self.adapter_list.set_specs(request.loras)
         self._clear_errors()
 
     def set_init_image(self, path: Path) -> bool:
@@ -463,9 +455,11 @@ class GeneratePanel(QWidget):
         return True
 
     def use_adapter(self, name: str) -> bool:
-        """Select adapter ``name`` in the LoRA picker (after a training finished)."""
+        """Add adapter ``name`` to the adapter list, or select its row (after a training).
+
+        False when the library does not have it (it is added all the same, with a warning)."""
         self.session.refresh_adapters()
-        return self.lora.set_ref(name)
+        return self.adapter_list.use(name).problem() is None
 
     # -- errors -------------------------------------------------------------------------------
     def _clear_errors(self) -> None:
@@ -561,7 +555,8 @@ class GeneratePanel(QWidget):
 
     # -- state --------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        """What is restored on restart: generator, prompt, seed, model and options per generator."""
+        """What is restored on restart: generator, prompt, seed, model and options per generator,
+        adapters per modality."""
         if self.generator is not None and self.form is not None:
             self.saved_options[self.generator.id] = self.form.values()
             self.saved_models[self.generator.id] = self.model_picker.ref()
@@ -571,6 +566,7 @@ class GeneratePanel(QWidget):
             "seed": self.seed.value(),
             "options": self.saved_options,
             "models": self.saved_models,
+            "adapters": self.adapter_list.state(),
             "splitter": self.splitter.sizes(),
         }
 
@@ -596,6 +592,7 @@ class GeneratePanel(QWidget):
         models = state.get("models")
         if isinstance(models, dict):
             self.saved_models.update(models)
+        self.adapter_list.restore_state(state.get("adapters"))
         self.prompt.setPlainText(str(state.get("prompt") or ""))
         try:
             self.seed.set_value(state.get("seed"))

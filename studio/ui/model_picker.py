@@ -1,13 +1,13 @@
-"""Model and adapter (LoRA) selectors for the generate form."""
+"""The model selector of the generate form (adapters: :mod:`studio.ui.adapter_list`)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QSlider, QWidget
+from PySide6.QtWidgets import QComboBox, QWidget
 
 from studio.core.catalog import catalog_entry
-from studio.core.records import AdapterRecord, ModelEntry
+from studio.core.records import ModelEntry
 from studio.ui.util import human_size
 
 REF_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -125,95 +125,3 @@ class ModelPicker(QComboBox):
 
     def effective_ref(self) -> str | None:
         return self.ref() or self.default_ref
-
-
-class LoraPicker(QWidget):
-    """One adapter from the library (or none) and its weight (-4 .. 4, slider + spin box)."""
-
-    changed = Signal()
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.combo = QComboBox()
-        self.combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
-        self.combo.setMinimumContentsLength(12)
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(-400, 400)
-        self.slider.setValue(100)
-        self.slider.setMinimumWidth(70)
-        self.weight = QDoubleSpinBox()
-        self.weight.setRange(-4.0, 4.0)
-        self.weight.setSingleStep(0.05)
-        self.weight.setDecimals(2)
-        self.weight.setValue(1.0)
-        self.weight.setToolTip("Adapter weight: 1 is full strength, 0 is off, negative inverts.")
-        self.slider.setToolTip(self.weight.toolTip())
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.combo, 3)
-        row.addWidget(self.slider, 2)
-        row.addWidget(self.weight)
-        self.slider.valueChanged.connect(lambda v: self.weight.setValue(v / 100))
-        self.weight.valueChanged.connect(self._weight_changed)
-        self.combo.currentIndexChanged.connect(self._combo_changed)
-        self.populate([])
-
-    def _weight_changed(self, value: float) -> None:
-        self.slider.blockSignals(True)
-        self.slider.setValue(round(value * 100))
-        self.slider.blockSignals(False)
-        self.changed.emit()
-
-    def _combo_changed(self, _index: int) -> None:
-        on = self.ref() is not None
-        self.slider.setEnabled(on)
-        self.weight.setEnabled(on)
-        self.changed.emit()
-
-    def populate(self, adapters: list[AdapterRecord], base_model: str | None = None) -> None:
-        """List ``adapters`` (those made for ``base_model`` first) plus "none"."""
-        keep = self.ref()
-        self.combo.blockSignals(True)
-        self.combo.clear()
-        self.combo.addItem("No adapter", None)
-        ordered = sorted(adapters, key=lambda a: (a.base_model != base_model, -a.created))
-        for adapter in ordered:
-            label = adapter.name
-            if base_model and adapter.base_model != base_model:
-                label += f" (for {adapter.base_model})"
-            self.combo.addItem(label, adapter.name)
-            self.combo.setItemData(
-                self.combo.count() - 1,
-                f"{adapter.path}\nbase: {adapter.base_model}",
-                Qt.ItemDataRole.ToolTipRole,
-            )
-        self.combo.blockSignals(False)
-        self.set_ref(keep)
-        self._combo_changed(self.combo.currentIndex())
-
-    def ref(self) -> str | None:
-        data = self.combo.currentData()
-        return str(data) if data else None
-
-    def set_ref(self, ref: str | None, weight: float | None = None) -> bool:
-        """Select an adapter by name (or path/id); False when it is not listed."""
-        found = ref is None
-        index = 0
-        if ref is not None:
-            for i in range(self.combo.count()):
-                if self.combo.itemData(i) == ref:
-                    index, found = i, True
-                    break
-            if not found:  # a recipe may name an adapter by path: show it as it is
-                self.combo.addItem(ref, ref)
-                index, found = self.combo.count() - 1, True
-        self.combo.setCurrentIndex(index)
-        if weight is not None:
-            self.weight.setValue(weight)
-        return found
-
-    def spec(self) -> tuple[str, float] | None:
-        ref = self.ref()
-        return (ref, float(self.weight.value())) if ref else None

@@ -188,7 +188,9 @@ class TrainingPanel(QWidget):
         self.status.setObjectName("hint")
         self.status.setWordWrap(True)
         self.use_button = QPushButton("Use this adapter")
-        self.use_button.setToolTip("Select the trained adapter in the generate form")
+        self.use_button.setToolTip(
+            "Add the trained adapter to the generate form's LoRA adapters (or select its row)"
+        )
         self.use_button.setObjectName("primary")
         self.use_button.hide()
         self.use_button.clicked.connect(self._use_clicked)

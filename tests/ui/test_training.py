@@ -60,12 +60,12 @@ def test_train_plot_samples_and_use_adapter(
     image = panel.plot.grab().toImage()
     assert not image.isNull()
     assert "fox style" in panel.status.text()
-    # one click: the adapter is selected in the generate form's LoRA picker
+    # one click: the adapter is added to the generate form's adapter list
     panel.use_button.click()
     assert window.current_panel() == "generate"
     gen = window.generate
     assert gen.generator.supports_lora and gen.generator.modality == "image"
-    assert gen.lora.ref() == "fox style"
+    assert [row.ref() for row in gen.adapter_list.rows] == ["fox style"]
     gen.prompt.setPlainText("a fox")
     job = gen.generate()
     assert job is not None
