@@ -5,6 +5,10 @@ with ``from_config`` from the model's own scheduler configuration (so its traini
 timestep spacing and prediction type are kept) plus the few settings that make the named sampler.
 ``default`` keeps the model's own scheduler class: distilled models (Turbo, LCM, Lightning) ship
 the scheduler they need.
+
+Not offered: diffusers' ``DPMSolverSDEScheduler`` ("DPM++ SDE"), whose Brownian noise is seeded
+from one config value (random when unset) rather than each image's generator, so an image could
+not be regenerated bit for bit. The ``DPM++ 2M SDE`` variants take the per-image generator.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ SchedulerName = Literal[
     "Heun",
     "DPM2",
     "DPM2 a",
+    "LMS",
+    "LMS Karras",
     "DPM++ 2M",
     "DPM++ 2M Karras",
     "DPM++ 2M SDE",
@@ -45,6 +51,8 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Heun": ("HeunDiscreteScheduler", {}),
     "DPM2": ("KDPM2DiscreteScheduler", {}),
     "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {**_NO_SIGMA_SCHEDULE}),
+    "LMS Karras": ("LMSDiscreteScheduler", {**_KARRAS}),
     "DPM++ 2M": (
         "DPMSolverMultistepScheduler",
         {"algorithm_type": "dpmsolver++", "solver_order": 2, **_NO_SIGMA_SCHEDULE},

@@ -270,7 +270,10 @@ def test_batch_has_consecutive_seeds_and_regenerates_bit_for_bit(studio_app, tin
     assert np.abs(a - b).max() <= 2  # float rounding of a batch of 3 vs 1, no other difference
 
 
-@pytest.mark.parametrize("scheduler", ["Euler", "DPM++ 2M Karras", "UniPC", "LCM", "Heun"])
+@pytest.mark.parametrize(
+    "scheduler",
+    ["Euler", "DPM++ 2M Karras", "UniPC", "LCM", "Heun", "LMS Karras", "DPM++ 2M SDE"],
+)
 def test_schedulers_run(studio_app, tiny, scheduler: str) -> None:
     _, (art,) = _run(studio_app, TextToImage, tiny.sd, {**SMALL, "scheduler": scheduler})
     assert art.recipe["options"]["scheduler"] == scheduler
