@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from studio.core.errors import Cancelled, InvalidRequest
 from studio.core.events import Note, PluginEvent, Preview, Progress, Result
 from studio.core.generator import Generator, RunRequest
+from studio.core.quiet import quiet_model_loading
 from studio_audio.background import BackgroundCall
 from studio_audio.modelinfo import MusicgenInfo, peek_model_folder, require_folder
 from studio_audio.options import MusicOptions
@@ -36,8 +37,9 @@ def load_musicgen(folder: Path, info: MusicgenInfo, device: str, dtype: str) -> 
     cls: Any = (
         MusicgenMelodyForConditionalGeneration if info.melody else MusicgenForConditionalGeneration
     )
-    model = cls.from_pretrained(str(folder), dtype=torch_dtype(dtype)).to(device).eval()
-    model.studio_tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    with quiet_model_loading("transformers"):
+        model = cls.from_pretrained(str(folder), dtype=torch_dtype(dtype)).to(device).eval()
+        model.studio_tokenizer = AutoTokenizer.from_pretrained(str(folder))
     return model
 
 

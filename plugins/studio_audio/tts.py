@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from studio.core.errors import InvalidRequest
 from studio.core.events import Note, PluginEvent, Preview, Progress, Result
 from studio.core.generator import Generator, RunRequest
+from studio.core.quiet import quiet_model_loading
 from studio_audio.modelinfo import VitsInfo, peek_model_folder, require_folder
 from studio_audio.options import SpeechOptions
 from studio_audio.text import split_sentences
@@ -47,7 +48,8 @@ def load_vits(folder: Path, device: str) -> Any:
     import torch
     from transformers import VitsModel
 
-    model: Any = VitsModel.from_pretrained(str(folder), dtype=torch.float32)
+    with quiet_model_loading("transformers"):
+        model: Any = VitsModel.from_pretrained(str(folder), dtype=torch.float32)
     return model.to(device).eval()
 
 
@@ -59,7 +61,8 @@ def tokenize(folder: Path, sentences: list[str], uroman: bool) -> tuple[list[Any
     """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    with quiet_model_loading("transformers"):
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
     # Not speech: the blank VITS puts between characters (id 0), padding, unknown characters.
     silent = {0, tokenizer.pad_token_id, tokenizer.unk_token_id}
     batches = [tokenizer(s, return_tensors="pt") for s in sentences]

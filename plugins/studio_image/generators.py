@@ -23,6 +23,7 @@ from studio.core.errors import InvalidRequest, ModelNotFound, OptionsError
 from studio.core.events import ImageOutput, Note, PluginEvent, Progress, Result
 from studio.core.generator import Generator, RunRequest
 from studio.core.options import BaseOptions
+from studio.core.quiet import quiet_model_loading
 from studio_image import images as imageio
 from studio_image.families import model_defaults, steps_hint
 from studio_image.loading import (
@@ -30,7 +31,6 @@ from studio_image.loading import (
     describe_size,
     make_loader,
     needs_offload,
-    quiet_loading,
     read_header,
 )
 from studio_image.lora import applied_loras, weights_file
@@ -296,7 +296,7 @@ class _DiffusersImageGenerator(Generator):
                 f"model {ref!r} is an inpainting model (its UNet takes a mask): use it with the "
                 "inpainting generator"
             )
-        with quiet_loading():  # the first AutoPipeline access imports every pipeline module
+        with quiet_model_loading():  # the first AutoPipeline access imports every pipeline module
             auto = getattr(diffusers, self.auto_pipeline)
         try:
             pipe = auto.from_pipe(base)

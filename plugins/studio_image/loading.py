@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.core.errors import InvalidRequest, ModelNotFound
+from studio.core.quiet import quiet_model_loading
 
 if TYPE_CHECKING:
     from studio.core.refs import ResolvedModel
@@ -284,32 +284,6 @@ def _load_folder(resolved: ResolvedModel, torch_dtype: Any, *, allow_pickle: boo
     return DiffusionPipeline.from_pretrained(str(resolved.path), **kwargs)
 
 
-@contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Silence the libraries' loading bars and reports (they would land on the CLI's stderr and
-    mean nothing to an artist); errors still come through as exceptions and error logs."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    bars = [
-        (mod, mod.is_progress_bar_enabled()) for mod in (diffusers_logging, transformers_logging)
-    ]
-    loggers = [logging.getLogger(n) for n in ("diffusers", "transformers", "peft")]
-    levels = [lg.level for lg in loggers]
-    for mod, _ in bars:
-        mod.disable_progress_bar()
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-        for mod, enabled in bars:
-            if enabled:
-                mod.enable_progress_bar()
-
-
 def place(pipe: Any, device: str, *, offload: bool) -> None:
     """Put a freshly loaded pipeline where it runs (see the module docs)."""
     import torch
@@ -350,7 +324,7 @@ def make_loader(
         check_weights(resolved)
         dtype = torch_dtype(dtype_name)
         try:
-            with quiet_loading():
+            with quiet_model_loading():
                 if resolved.source == "file":
                     pipe = _load_single_file(
                         resolved,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.core.errors import InvalidRequest, ModelNotFound
-from studio_image.loading import quiet_loading
+from studio.core.quiet import quiet_model_loading
 
 if TYPE_CHECKING:
     from studio.core.context import RunContext
@@ -123,7 +123,7 @@ def applied_loras(
             attempted = True
             source: Any = _peft_folder_state(file)
             try:
-                with quiet_loading(), warnings.catch_warnings():
+                with quiet_model_loading(), warnings.catch_warnings():
                     # peft warns when a second adapter joins the first: that is the point here
                     warnings.filterwarnings("ignore", message="Already found a `peft_config`")
                     if source is not None:

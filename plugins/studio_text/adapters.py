@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.core.errors import InvalidRequest, ModelNotFound, UnsafeWeightsError
-
-from .loading import quiet
+from studio.core.quiet import quiet_model_loading
 
 if TYPE_CHECKING:
     from studio.core.context import RunContext
@@ -131,7 +130,7 @@ def applied(model: Any, sources: Sequence[AdapterSource]) -> Iterator[Any]:
         for i, source in enumerate(sources):
             name = f"studio_{i}"
             try:
-                with quiet():
+                with quiet_model_loading("transformers", "peft"):
                     peft_model = _load(peft_model, model, source, name)
             except (ValueError, RuntimeError, KeyError) as exc:
                 raise InvalidRequest(
@@ -151,7 +150,7 @@ def applied(model: Any, sources: Sequence[AdapterSource]) -> Iterator[Any]:
         yield model
     finally:
         if peft_model is not None:
-            with quiet():
+            with quiet_model_loading("transformers", "peft"):
                 peft_model.unload()
         elif has_adapters(model):  # failed half-way through the first adapter
             _strip(model)

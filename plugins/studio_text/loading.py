@@ -12,16 +12,13 @@ transformers/torch are imported inside the functions.
 from __future__ import annotations
 
 import json
-import logging
 import struct
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.core.errors import InvalidRequest, ModelNotFound
+from studio.core.quiet import quiet_model_loading
 
 from .detok import fast_decoder
 from .prompting import context_length
@@ -55,30 +52,6 @@ class TextModelInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@contextmanager
-def quiet() -> Iterator[None]:
-    """Silence transformers'/peft's loading bars, reports and deprecation chatter (they would
-    land on the CLI's stderr and mean nothing to a writer); errors still raise."""
-    from transformers.utils import logging as transformers_logging
-
-    bars = transformers_logging.is_progress_bar_enabled()
-    loggers = [logging.getLogger(n) for n in ("transformers", "peft")]
-    levels = [lg.level for lg in loggers]
-    transformers_logging.disable_progress_bar()
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-        if bars:
-            transformers_logging.enable_progress_bar()
-
-
 def model_folder(resolved: ResolvedModel) -> Path:
     """The transformers folder of a resolved reference (a lone weights file is not enough)."""
     path = resolved.path
@@ -98,7 +71,7 @@ def model_folder(resolved: ResolvedModel) -> Path:
 def load_info(resolved: ResolvedModel) -> TextModelInfo:
     """Read the config and tokenizer (cheap: no weights); refuse models that are not causal LMs."""
     folder = model_folder(resolved)
-    with quiet():
+    with quiet_model_loading("transformers"):
         return _load_info(resolved, folder)
 
 
@@ -279,7 +252,7 @@ def load_causal_lm(resolved: ResolvedModel, device: str, dtype: str) -> Any:
     if not is_host(device):
         kwargs["device_map"] = device  # straight onto the accelerator, no host copy
     try:
-        with quiet():
+        with quiet_model_loading("transformers"):
             model: Any = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
