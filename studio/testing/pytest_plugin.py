@@ -27,6 +27,7 @@ pytest loads it in every test run of every project that has aigc-studio installe
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -99,6 +100,7 @@ def studio_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StudioEnv:
     monkeypatch.setenv("HF_HUB_CACHE", str(env.hub_cache))
     # the freedesktop trash lives here: deleting an artifact never reaches the user's own trash
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    _patch_trash_location(monkeypatch, tmp_path / "xdg-data")
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_CACHE", raising=False)
     for name, value in _OFFLINE_ENV.items():
@@ -108,6 +110,22 @@ def studio_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StudioEnv:
         monkeypatch.delenv(name, raising=False)
     _patch_loaded_hub_constants(monkeypatch, env)
     return env
+
+
+def _patch_trash_location(monkeypatch: pytest.MonkeyPatch, data_home: Path) -> None:
+    """send2trash reads XDG_DATA_HOME once, at import: point its copy at the test's folder too."""
+    import sys
+
+    if sys.platform in ("darwin", "win32"):
+        return
+    try:
+        from send2trash import plat_other
+    except ImportError:
+        return
+    data_b = os.fsencode(data_home)
+    monkeypatch.setattr(plat_other, "XDG_DATA_HOME", data_b)
+    monkeypatch.setattr(plat_other, "HOMETRASH_B", os.path.join(data_b, b"Trash"))
+    monkeypatch.setattr(plat_other, "HOMETRASH", str(data_home / "Trash"))
 
 
 @pytest.fixture
