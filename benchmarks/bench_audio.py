@@ -7,12 +7,16 @@ arithmetic realistic rather than trivial:
   like the released models), with a decoder of 6 layers, hidden 512 (2 and 256 with ``quick``).
 - VITS: the default VitsConfig architecture (the size of the released voices, ~36M weights);
   a tiny one with ``quick``.
+- Stable Audio: the tiny pipeline of the tests (8 kHz stereo, 2 s window, Oobleck VAE) with a
+  DiT of 4 layers x 8 heads x 32 (2 x 4 x 16 with ``quick``); 20 steps (10), guidance on.
 
 Same prompt, seed and settings on both sides. MusicGen: the studio picks exactly the codes bare
 ``generate`` picks with the same seed (tested), so both sides make the same audio; the studio runs
 with its default previews (a chunk decoded every 2 s of audio) and progress events. VITS: the
 studio speaks sentence by sentence, so bare makes the same ``model(**inputs)`` call per sentence
 with the same seed (the same audio; no pause between sentences, so only speech counts).
+Stable Audio: bare is ``pipe(**pipeline_kwargs(...))``, the very call the plugin makes (minus its
+step callback), which gives the same samples (tested).
 
 Two levels per model:
 
@@ -35,6 +39,8 @@ from typing import Any
 GOAL_RATIO = 0.98
 MUSIC_PROMPT = "an upbeat electronic track with a warm bass line and bright synth chords"
 MUSIC_OPTIONS = {"duration": 8.0, "guidance_scale": 3.0, "temperature": 1.0, "top_k": 250}
+SOUND_PROMPT = "rain on a tin roof with distant thunder"
+SOUND_OPTIONS = {"duration": 2.0, "guidance_scale": 7.0, "negative_prompt": "low quality"}
 SPEECH_TEXT = (
     "The studio reads this paragraph aloud. It has a few sentences of ordinary length, so that "
     "the voice works on a realistic amount of text. Each sentence is spoken in turn, and the "
@@ -114,6 +120,31 @@ class _BareSpeech:
         return samples.shape[0] / self.model.config.sampling_rate, elapsed
 
 
+class _BareSound:
+    def __init__(self, folder: Path, device: str, dtype: str) -> None:
+        from diffusers import StableAudioPipeline
+
+        from studio.core.devices import torch_dtype
+
+        pipe: Any = StableAudioPipeline.from_pretrained(
+            folder, dtype=torch_dtype(dtype), use_safetensors=True
+        )
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe, self.device = pipe.to(device), device
+
+    def __call__(self, seed: int, options: Any) -> tuple[float, float]:
+        """(audio seconds, wall seconds) of the pipeline call + audio to numpy."""
+        from studio_audio.stable_audio import ignore_known_warnings, pipeline_kwargs
+
+        ignore_known_warnings()
+        _sync(self.device)
+        started = time.perf_counter()
+        audio = self.pipe(**pipeline_kwargs(SOUND_PROMPT, options, seed)).audios
+        samples = audio[0].float().cpu().numpy()
+        elapsed = time.perf_counter() - started
+        return samples.shape[-1] / self.pipe.vae.config.sampling_rate, elapsed
+
+
 def _plugin(generator: Any, ctx: Any, request: Any) -> tuple[float, float]:
     from studio.core.events import Result
 
@@ -169,14 +200,21 @@ def run(quick: bool = False) -> list[dict]:
     from studio.core.generator import GenerationRequest, RunRequest
     from studio.core.options import validate_options
     from studio.core.studio import Studio
-    from studio.testing.models_audio import tiny_musicgen, tiny_vits
+    from studio.testing.models_audio import tiny_musicgen, tiny_stable_audio, tiny_vits
     from studio_audio.music import TextToMusic
+    from studio_audio.stable_audio import TextToAudio
     from studio_audio.tts import TextToSpeech
 
     repeats = 3 if quick else 5
     duration = 4.0 if quick else MUSIC_OPTIONS["duration"]
     music_options = {**MUSIC_OPTIONS, "duration": duration}
     speech_options = {"sentence_pause": 0.0}
+    sound_options = {**SOUND_OPTIONS, "steps": 10 if quick else 20}
+    dit: dict[str, int] = (
+        {"num_layers": 2, "heads": 4, "head_dim": 16}
+        if quick
+        else {"num_layers": 4, "heads": 8, "head_dim": 32}
+    )
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-audio-") as tmp:
         root = Path(tmp)
@@ -187,6 +225,7 @@ def run(quick: bool = False) -> list[dict]:
         )
         music_dir = tiny_musicgen(root / "musicgen", max_positions=2048, **size)
         speech_dir = tiny_vits(root / "vits", full_size=not quick)
+        sound_dir = tiny_stable_audio(root / "stable-audio", **dit)
         app = Studio.open(root / "home", load_plugins=False)
         try:
             app.plugins.register(studio_audio)
@@ -204,8 +243,16 @@ def run(quick: bool = False) -> list[dict]:
                 seed=1,
                 options=speech_options,
             )
+            sound_req = GenerationRequest(
+                generator="stable-audio",
+                prompt=SOUND_PROMPT,
+                model=str(sound_dir),
+                seed=1,
+                options=sound_options,
+            )
             _studio(app, music_req)  # warm up: the worker picks its device, the cache loads
             _studio(app, speech_req)
+            _studio(app, sound_req)
             device = app.device
             dtype = default_dtype(device)
             # torch's CPU thread count is per thread: give this thread the worker's count, so
@@ -221,6 +268,7 @@ def run(quick: bool = False) -> list[dict]:
             )
             bare_music = _BareMusic(music_dir, device, dtype)
             bare_speech = _BareSpeech(speech_dir, device)
+            bare_sound = _BareSound(sound_dir, device, dtype)
             music_run = RunRequest(
                 "musicgen",
                 MUSIC_PROMPT,
@@ -235,8 +283,16 @@ def run(quick: bool = False) -> list[dict]:
                 1,
                 validate_options(TextToSpeech.Options, speech_options),
             )
+            sound_run = RunRequest(
+                "stable-audio",
+                SOUND_PROMPT,
+                str(sound_dir),
+                1,
+                validate_options(TextToAudio.Options, sound_options),
+            )
             bare_music(1, duration)
             bare_speech(1)
+            bare_sound(1, sound_run.options)
             results: dict[str, list[float]] = {
                 k: []
                 for k in (
@@ -246,6 +302,9 @@ def run(quick: bool = False) -> list[dict]:
                     "speech_bare",
                     "speech_plugin",
                     "speech_studio",
+                    "sound_bare",
+                    "sound_plugin",
+                    "sound_studio",
                 )
             }
             for _ in range(repeats):  # interleaved, so that load changes hit every side alike
@@ -256,6 +315,9 @@ def run(quick: bool = False) -> list[dict]:
                     ("speech_bare", lambda: bare_speech(1)),
                     ("speech_plugin", lambda: _plugin(TextToSpeech(), ctx, speech_run)),
                     ("speech_studio", lambda: _studio(app, speech_req)),
+                    ("sound_bare", lambda: bare_sound(1, sound_run.options)),
+                    ("sound_plugin", lambda: _plugin(TextToAudio(), ctx, sound_run)),
+                    ("sound_studio", lambda: _studio(app, sound_req)),
                 ):
                     seconds, elapsed = call()
                     results[key].append(seconds / elapsed)
@@ -294,6 +356,26 @@ def run(quick: bool = False) -> list[dict]:
             results["speech_studio"],
             results["speech_bare"],
             speech_note + "; job incl. queue and file",
+        )
+    )
+    sound_note = (
+        f"Stable Audio DiT {dit['num_layers']}x{dit['heads']}x{dit['head_dim']} (random), "
+        f"{sound_options['duration']:g} s, {sound_options['steps']} steps; {where}"
+    )
+    rows.append(
+        _row(
+            "audio: stable-audio plugin run",
+            results["sound_plugin"],
+            results["sound_bare"],
+            sound_note,
+        )
+    )
+    rows.append(
+        _row(
+            "audio: stable-audio studio job",
+            results["sound_studio"],
+            results["sound_bare"],
+            sound_note + "; job incl. queue and file",
         )
     )
     return rows

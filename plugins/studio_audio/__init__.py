@@ -1,7 +1,8 @@
-"""Built-in audio plugin: text to speech (VITS / MMS-TTS) and text to music (MusicGen).
+"""Built-in audio plugin: text to speech (VITS / MMS-TTS), text to music (MusicGen) and text to
+audio (Stable Audio Open).
 
 Registered through the ``studio.plugins`` entry point like any third-party plugin. Importing it
-imports no model library: the generators load transformers inside ``run``.
+imports no model library: the generators load transformers / diffusers inside ``run``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from collections.abc import Callable
 
 from studio import hookimpl
 from studio_audio.music import TextToMusic
+from studio_audio.stable_audio import TextToAudio
 from studio_audio.tts import TextToSpeech
 
 __version__ = "0.1.0"
 
-GENERATORS = (TextToSpeech, TextToMusic)
+GENERATORS = (TextToSpeech, TextToMusic, TextToAudio)
 
 
 @hookimpl

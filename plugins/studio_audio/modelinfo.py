@@ -137,9 +137,15 @@ class MusicgenInfo:
         config = _read_json(folder / "config.json")
         model_type = config.get("model_type")
         if model_type not in ("musicgen", "musicgen_melody"):
+            hint = ""
+            if _read_json(folder / "model_index.json").get("_class_name") == "StableAudioPipeline":
+                hint = (
+                    "; it is a Stable Audio pipeline: use the 'stable-audio' generator "
+                    "(task text-to-audio)"
+                )
             raise InvalidRequest(
                 f"{folder.name}: model type {model_type!r} is not a MusicGen model "
-                "(text-to-music here supports 'musicgen' and 'musicgen_melody')"
+                f"(text-to-music here supports 'musicgen' and 'musicgen_melody'){hint}"
             )
         audio = config.get("audio_encoder") or {}
         decoder = config.get("decoder") or {}
@@ -194,4 +200,100 @@ class MusicgenInfo:
             raise InvalidRequest(
                 "option 'melody': this model does not take a melody; use a MusicGen-melody model "
                 "(e.g. facebook/musicgen-melody) or leave melody unset"
+            )
+
+
+#: Limits of hub models known without their files, so that ``check`` refuses a duration before
+#: a download of several GB: (sample_size, hop length, sampling rate) of the released configs.
+STABLE_AUDIO_KNOWN = {"stabilityai/stable-audio-open-1.0": (1024, 2048, 44100)}
+
+
+@dataclass(frozen=True)
+class StableAudioInfo:
+    """A Stable Audio (Open) pipeline in diffusers layout, from its component configs."""
+
+    #: latent frames the transformer denoises: the window every piece is cut from.
+    sample_size: int
+    #: samples per latent frame (product of the VAE's downsampling ratios).
+    hop_length: int
+    sampling_rate: int
+    audio_channels: int
+    #: range of the start/end seconds the projection model conditions on.
+    max_conditioned_seconds: float
+    scheduler: str | None
+
+    @classmethod
+    def read(cls, folder: Path) -> StableAudioInfo:
+        index = _read_json(folder / "model_index.json")
+        name = index.get("_class_name")
+        if name != "StableAudioPipeline":
+            what = (
+                f"a diffusers {name}"
+                if name
+                else "a transformers model"
+                if (folder / "config.json").is_file()
+                else "not a diffusers pipeline (no model_index.json)"
+            )
+            raise InvalidRequest(
+                f"{folder.name}: is {what}; the 'stable-audio' generator needs a Stable Audio "
+                "pipeline in diffusers layout (model_index.json naming StableAudioPipeline), "
+                "e.g. stabilityai/stable-audio-open-1.0"
+            )
+        transformer = _read_json(folder / "transformer" / "config.json")
+        vae = _read_json(folder / "vae" / "config.json")
+        projection = _read_json(folder / "projection_model" / "config.json")
+        scheduler = index.get("scheduler")
+        return cls(
+            sample_size=int(transformer.get("sample_size", 1024)),
+            hop_length=math.prod(int(r) for r in vae.get("downsampling_ratios", (2, 4, 4, 8, 8))),
+            sampling_rate=int(vae.get("sampling_rate", 44100)),
+            audio_channels=int(vae.get("audio_channels", 2)),
+            max_conditioned_seconds=float(projection.get("max_value", 512)),
+            scheduler=str(scheduler[1]) if isinstance(scheduler, list) and scheduler else None,
+        )
+
+    @classmethod
+    def known(cls, ref: str) -> StableAudioInfo | None:
+        """The limits of a released model that is not downloaded yet, when they are known."""
+        sizes = STABLE_AUDIO_KNOWN.get(ref)
+        if sizes is None:
+            return None
+        sample_size, hop, rate = sizes
+        return cls(sample_size, hop, rate, 2, 512.0, "CosineDPMSolverMultistepScheduler")
+
+    @property
+    def max_seconds(self) -> float:
+        """The longest piece: the window of ``sample_size`` latent frames (and what the
+        projection model can condition on)."""
+        window = self.sample_size * self.hop_length / self.sampling_rate
+        return min(window, self.max_conditioned_seconds)
+
+    def samples_for(self, seconds: float) -> int:
+        """Samples the pipeline keeps of the window for ``seconds`` (it rounds down)."""
+        return int(seconds * self.sampling_rate)
+
+    def check_duration(self, seconds: float) -> None:
+        if seconds > self.max_seconds:
+            raise InvalidRequest(
+                f"option 'duration': {seconds:g} s is over this model's maximum of "
+                f"{math.floor(self.max_seconds * 100) / 100:g} s ({self.sample_size} latent frames "
+                f"of {self.hop_length} samples at {self.sampling_rate} Hz); allowed: up to that "
+                "length"
+            )
+        if self.samples_for(seconds) < 1:
+            raise InvalidRequest(
+                f"option 'duration': {seconds:g} s is shorter than one sample at "
+                f"{self.sampling_rate} Hz; allowed: at least {1 / self.sampling_rate:.6f} s"
+            )
+
+    def check_scheduler(self) -> None:
+        """The scheduler Stable Audio Open ships with needs the ``torchsde`` package."""
+        if self.scheduler != "CosineDPMSolverMultistepScheduler":
+            return
+        import importlib.util
+
+        if importlib.util.find_spec("torchsde") is None:
+            raise InvalidRequest(
+                "this model's scheduler (CosineDPMSolverMultistepScheduler) needs the 'torchsde' "
+                "package: install it with `pip install torchsde`"
             )

@@ -119,6 +119,38 @@ class _MusicFields(BaseOptions):
     )
 
 
+class _StableAudioFields(BaseOptions):
+    duration: float = Field(
+        10.0,
+        gt=0.0,
+        le=600.0,
+        description="Length of the sound in seconds (checked against the model's maximum, "
+        "47.55 s for Stable Audio Open 1.0).",
+    )
+    negative_prompt: str = Field(
+        "",
+        max_length=2000,
+        description="What the sound should not have ('low quality, distorted'). Empty: plain "
+        "classifier-free guidance.",
+        json_schema_extra={"widget": "multiline"},
+    )
+    steps: int = Field(
+        100,
+        ge=1,
+        le=500,
+        description="Denoising steps: more is cleaner and slower (100 to 200 suit Stable Audio "
+        "Open).",
+    )
+    guidance_scale: float = Field(
+        7.0,
+        ge=1.0,
+        le=20.0,
+        description="How closely the sound follows the text (classifier-free guidance; 1 turns "
+        "it off and halves the work).",
+        json_schema_extra={"widget": "slider"},
+    )
+
+
 # The generator's own fields come first in forms and help, the file options after them (pydantic
 # orders inherited fields from the last base to the first).
 class SpeechOptions(AudioFileOptions, _SpeechFields):
@@ -127,3 +159,7 @@ class SpeechOptions(AudioFileOptions, _SpeechFields):
 
 class MusicOptions(AudioFileOptions, _MusicFields):
     """Text-to-music (MusicGen, MusicGen-melody)."""
+
+
+class StableAudioOptions(AudioFileOptions, _StableAudioFields):
+    """Text-to-audio (Stable Audio Open, diffusers)."""

@@ -29,6 +29,7 @@ KNOWN_TASKS = (
     "inpainting",
     "text-to-speech",
     "text-to-music",
+    "text-to-audio",
 )
 
 

@@ -1,4 +1,5 @@
-"""Tiny random-weight audio models for tests: VITS and MusicGen (plain and melody), offline.
+"""Tiny random-weight audio models for tests: VITS, MusicGen (plain and melody) and Stable Audio,
+offline.
 
 Each factory builds the model from a small config, writes it with ``save_pretrained``
 (safetensors, transformers layout) together with a tokenizer built without any download, and
@@ -6,12 +7,14 @@ returns the folder. :func:`to_hub_cache` then places a folder into a Hugging Fac
 hub-id resolution is tested offline. The audio is noise (random weights): tests check shapes,
 rates, determinism, events and errors, never quality.
 
-transformers is imported inside the functions, so importing this module stays cheap.
+transformers and diffusers are imported inside the functions, so importing this module stays
+cheap.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,13 @@ MELODY_FEATURES = {
     "return_attention_mask": False,
     "stem_indices": [3, 2],
 }
+
+#: The tiny Stable Audio pipeline: 8 kHz stereo, 64 samples per latent frame (VAE ratios 2, 4, 8),
+#: a window of 250 latent frames, so at most 2 s of audio.
+STABLE_AUDIO_SAMPLING_RATE = 8000
+STABLE_AUDIO_HOP = 64
+STABLE_AUDIO_SAMPLE_SIZE = 250
+STABLE_AUDIO_MAX_SECONDS = STABLE_AUDIO_SAMPLE_SIZE * STABLE_AUDIO_HOP / STABLE_AUDIO_SAMPLING_RATE
 
 
 def tiny_vits(
@@ -252,6 +262,100 @@ def _randomise_codebooks(model: object) -> None:
         if name.endswith((".embed", ".embed_avg")) and "quantizer" in name:
             with torch.no_grad():
                 buffer.copy_(torch.randn_like(buffer))
+
+
+def tiny_stable_audio(
+    folder: Path,
+    *,
+    seed: int = 0,
+    sample_size: int = STABLE_AUDIO_SAMPLE_SIZE,
+    num_layers: int = 1,
+    heads: int = 2,
+    head_dim: int = 4,
+    audio_channels: int = 2,
+) -> Path:
+    """A ``StableAudioPipeline`` of T5 encoder + projection + DiT + Oobleck VAE, all tiny.
+
+    The sizes follow diffusers' own fast tests, with a real-looking rate: the VAE runs at 8 kHz
+    with a hop of 64 samples (even strides only, so that a latent frame decodes to exactly 64
+    samples) and the DiT denoises ``sample_size`` latent frames (250: 2 s). The scheduler is the
+    one Stable Audio Open ships (CosineDPMSolverMultistepScheduler, needs torchsde). Saved in
+    diffusers layout, safetensors only. ``num_layers``/``heads``/``head_dim`` size the DiT
+    (benchmarks use a larger one).
+    """
+    import torch
+    from diffusers import (
+        AutoencoderOobleck,
+        CosineDPMSolverMultistepScheduler,
+        StableAudioDiTModel,
+        StableAudioPipeline,
+        StableAudioProjectionModel,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    conditioning = 4
+    torch.manual_seed(seed)
+    transformer = StableAudioDiTModel(
+        sample_size=sample_size,
+        in_channels=3,
+        num_layers=num_layers,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
+        num_key_value_attention_heads=max(1, heads // 2),
+        out_channels=3,
+        cross_attention_dim=4,
+        time_proj_dim=8,
+        global_states_input_dim=2 * conditioning,  # start and end seconds, concatenated
+        cross_attention_input_dim=conditioning,
+    )
+    with warnings.catch_warnings():  # Oobleck uses torch's deprecated weight_norm
+        warnings.simplefilter("ignore", FutureWarning)
+        vae = AutoencoderOobleck(
+            encoder_hidden_size=4,
+            downsampling_ratios=[2, 4, 8],
+            channel_multiples=[1, 2, 2],
+            decoder_channels=4,
+            decoder_input_channels=3,
+            audio_channels=audio_channels,
+            sampling_rate=STABLE_AUDIO_SAMPLING_RATE,
+        )
+    text_encoder = T5EncoderModel(
+        T5Config(
+            vocab_size=64,
+            d_model=16,
+            d_kv=4,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+        )
+    ).eval()
+    projection = StableAudioProjectionModel(
+        text_encoder_dim=16, conditioning_dim=conditioning, min_value=0, max_value=32
+    )
+    # The values Stable Audio Open ships with.
+    scheduler = CosineDPMSolverMultistepScheduler(
+        sigma_min=0.3,
+        sigma_max=500,
+        sigma_data=1.0,
+        sigma_schedule="exponential",
+        solver_order=2,
+        prediction_type="v_prediction",
+    )
+    tokenizer: Any = tiny_t5_tokenizer()
+    tokenizer.model_max_length = 64  # the pipeline pads (and cuts) every prompt to this length
+    pipe: Any = StableAudioPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        projection_model=projection,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        scheduler=scheduler,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
 
 
 def to_hub_cache(folder: Path, repo_id: str, cache_dir: Path) -> Path:

@@ -20,6 +20,7 @@ def test_every_builtin_task_has_a_catalog_model() -> None:
         "text-generation",
         "text-to-speech",
         "text-to-music",
+        "text-to-audio",
     ):
         assert for_task(task), task
     assert catalog_entry("no/such-model") is None
