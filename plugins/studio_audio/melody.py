@@ -9,7 +9,6 @@ bank, the strongest pitch class of each frame set to one).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from studio.core.errors import InvalidRequest
+from studio.core.hashing import sha256_file
 from studio_audio.resample import resample
 
 if TYPE_CHECKING:
@@ -31,14 +31,6 @@ FEATURE_DEFAULTS: dict[str, Any] = {
     "n_fft": 16384,
     "num_chroma": 12,
 }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def supported_formats() -> str:
@@ -98,7 +90,7 @@ def prepare_melody(path: Path, features: dict[str, Any] | None = None) -> Melody
     target_rate = int(params["sampling_rate"])
     max_seconds = float(params["chunk_length"])
     data, rate, total = read_melody(path, max_seconds)
-    digest = _sha256(Path(path).expanduser())
+    digest = sha256_file(Path(path).expanduser())
     notes: list[str] = []
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if total > mono.shape[0]:

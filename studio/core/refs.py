@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from studio.core.errors import Cancelled, InvalidRequest, ModelNotFound, UnsafeWeightsError
+from studio.core.hashing import sha256_file
 from studio.core.records import ModelEntry
 
 Layout = Literal["diffusers", "transformers", "safetensors-file", "unknown"]
@@ -324,15 +325,6 @@ def guess_modality(path: Path) -> str | None:
 
 
 _AUDIO_WORDS = ("musicgen", "bark", "speecht5", "vits", "encodec", "parler", "audio", "speech")
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 of a file's bytes (streamed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- local references --------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
 import json
 import logging
 import sqlite3
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from studio.core.errors import StudioError
 from studio.core.events import JobState
+from studio.core.hashing import sha256_file
 from studio.core.records import (
     AdapterRecord,
     ArtifactRecord,
@@ -343,15 +343,6 @@ def _job_value(name: str, value: Any) -> Any:
     if name == "request":
         return _dumps(value)
     return value
-
-
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """The hex sha256 of a file, read in chunks (no caching; see :meth:`Store.file_sha256`)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- the store ----------------------------------------------------------------------------------

@@ -12,13 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from studio.core.hashing import sha256_file
 
 
 def save_to_hub_cache(
@@ -38,7 +32,7 @@ def save_to_hub_cache(
     blobs.mkdir(parents=True, exist_ok=True)
     snapshot.mkdir(parents=True, exist_ok=True)
     for f in files:
-        sha = _sha256(f)
+        sha = sha256_file(f)
         blob = blobs / sha
         if not blob.exists():
             shutil.copyfile(f, blob)
