@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from studio.core.context import RunContext
 
 T = TypeVar("T")
 
@@ -71,3 +74,18 @@ class BackgroundCall(Generic[T]):
         if not self._finished:
             raise RuntimeError("the background call has not finished")
         return self._result  # type: ignore[return-value]
+
+
+def run_cancellable(
+    work: Callable[[Callable[[Any], None], threading.Event], T], ctx: RunContext, name: str
+) -> Generator[Any, None, T]:
+    """``result = yield from run_cancellable(work, ctx, name)``: the call's events, then its
+    result; a call that fails because the job was cancelled ends as a cancel, not a failure."""
+    call: BackgroundCall[T] = BackgroundCall(work, name)
+    try:
+        yield from call
+    except Exception:
+        ctx.check_cancelled()  # a call stopped by cancel may fail on its way out
+        raise
+    ctx.check_cancelled()
+    return call.result

@@ -11,7 +11,7 @@ from studio.core.errors import Cancelled, InvalidRequest
 from studio.core.events import Note, PluginEvent, Preview, Progress, Result
 from studio.core.generator import Generator, RunRequest
 from studio.core.quiet import quiet_model_loading
-from studio_audio.background import BackgroundCall
+from studio_audio.background import run_cancellable
 from studio_audio.modelinfo import MusicgenInfo, peek_model_folder, require_folder
 from studio_audio.options import MusicOptions
 
@@ -120,14 +120,7 @@ class TextToMusic(Generator):
         ) as model:
             ctx.check_cancelled()
             work = self._work(model, info, request, kwargs, melody, ctx)
-            call: BackgroundCall[tuple[np.ndarray, int]] = BackgroundCall(work, "musicgen")
-            try:
-                yield from call
-            except Exception:
-                ctx.check_cancelled()  # a call stopped by cancel may fail on its way out
-                raise
-            ctx.check_cancelled()
-            audio, previewed = call.result
+            audio, previewed = yield from run_cancellable(work, ctx, "musicgen")
         samples = to_frames_channels(audio)
         if opts.preview_every and previewed * info.hop_length < samples.shape[0]:
             # The last frames arrive with the final decode: send them so previews add up.

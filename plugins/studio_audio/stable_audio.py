@@ -27,7 +27,7 @@ from studio.core.errors import Cancelled, InvalidRequest, ModelNotFound
 from studio.core.events import Note, PluginEvent, Progress, Result
 from studio.core.generator import Generator, RunRequest
 from studio.core.quiet import quiet_model_loading
-from studio_audio.background import BackgroundCall
+from studio_audio.background import run_cancellable
 from studio_audio.modelinfo import StableAudioInfo, peek_model_folder, require_folder
 from studio_audio.options import StableAudioOptions
 
@@ -232,16 +232,7 @@ class TextToAudio(Generator):
                 note = truncation_note(pipe.tokenizer, text, what) if text else None
                 if note is not None:
                     yield note
-            call: BackgroundCall[np.ndarray] = BackgroundCall(
-                self._work(pipe, request, ctx), "stable-audio"
-            )
-            try:
-                yield from call
-            except Exception:
-                ctx.check_cancelled()  # a call stopped by cancel may fail on its way out
-                raise
-            ctx.check_cancelled()
-            audio = call.result
+            audio = yield from run_cancellable(self._work(pipe, request, ctx), ctx, "stable-audio")
         samples = to_frames_channels(audio)
         ctx.recipe.extra["pipeline"] = type(pipe).__name__
         ctx.recipe.extra["scheduler"] = info.scheduler
