@@ -10,6 +10,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# PySide6's three wheels share PySide6/__init__.py: changing the version of one over an
+	@# existing venv can delete it (then \`import PySide6\` finds a bare namespace). Put it back.
+	$(PY) -c "import PySide6, sys; sys.exit(not hasattr(PySide6, '__version__'))" || \
+	  $(PY) -m pip install --quiet --force-reinstall --no-deps -c constraints.txt \
+	    PySide6 PySide6_Essentials PySide6_Addons shiboken6
 	touch $(STAMP)
 
 run: $(STAMP)
