@@ -63,6 +63,7 @@ class TextToMusic(Generator):
     task: ClassVar[str] = "text-to-music"
     default_model: ClassVar[str | None] = "facebook/musicgen-small"
     Options = MusicOptions
+    imports: ClassVar[tuple[str, ...]] = ("transformers.models.musicgen.modeling_musicgen",)
     description: ClassVar[str] = (
         "Music from a description ('lo-fi beat with warm piano'). Previews play while it "
         "generates; MusicGen-melody models also follow a melody file."

@@ -185,6 +185,7 @@ class TextToAudio(Generator):
     task: ClassVar[str] = "text-to-audio"
     default_model: ClassVar[str | None] = "stabilityai/stable-audio-open-1.0"
     Options = StableAudioOptions
+    imports: ClassVar[tuple[str, ...]] = ("diffusers.pipelines.stable_audio.pipeline_stable_audio",)
     description: ClassVar[str] = (
         "Stereo sound effects, ambiences and music from a description ('rain on a tin roof', "
         "'128 BPM techno drum loop'), up to about 47 s, with Stable Audio Open."

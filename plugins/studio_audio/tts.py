@@ -88,6 +88,7 @@ class TextToSpeech(Generator):
     # its licence (CC-BY-NC 4.0) is shown in the catalog and the guide
     default_model: ClassVar[str | None] = "facebook/mms-tts-eng"
     Options = SpeechOptions
+    imports: ClassVar[tuple[str, ...]] = ("transformers.models.vits.modeling_vits",)
     description: ClassVar[str] = (
         "Reads text aloud with a VITS voice (kakao-enterprise VITS, Meta's MMS-TTS in 1100+ "
         "languages). Multi-speaker models take a speaker number; speed and variation are options."

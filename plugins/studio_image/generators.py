@@ -103,6 +103,8 @@ class _DiffusersImageGenerator(Generator):
     default_model = DEFAULT_MODEL
     supports_lora = True
     Options: ClassVar[type[BaseOptions]] = TextToImageOptions
+    # every pipeline class (and the transformers text encoders they use) comes through here
+    imports = ("diffusers.pipelines.auto_pipeline",)
     #: the diffusers AutoPipeline class that derives the task's pipeline (``from_pipe``)
     auto_pipeline: ClassVar[str] = "AutoPipelineForText2Image"
 

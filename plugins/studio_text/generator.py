@@ -53,6 +53,8 @@ class TextGenerator(Generator):
         "GPT-2, Llama, Qwen, SmolLM, Phi, ...), streamed as it is written. LoRA adapters apply."
     )
     supports_lora: ClassVar[bool] = True
+    # the causal-LM machinery; each architecture's own module is small
+    imports: ClassVar[tuple[str, ...]] = ("transformers.modeling_utils",)
 
     # -- before any model work ------------------------------------------------------------------
     def check(self, request: RunRequest) -> None:

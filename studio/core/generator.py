@@ -104,6 +104,10 @@ class Generator:
     supports_lora: ClassVar[bool] = False
     #: whether the prompt may be empty (e.g. unconditional generation).
     prompt_required: ClassVar[bool] = True
+    #: modules ``run`` imports (the model library's heavy ones, e.g. ``"diffusers.pipelines"``);
+    #: the worker imports them first in a way that keeps the window responsive
+    #: (:func:`studio.core.imports.import_model_libraries`).
+    imports: ClassVar[tuple[str, ...]] = ()
 
     def check(self, request: RunRequest) -> None:
         """Extra validation before any model work (files exist, sizes fit). Raise InvalidRequest.

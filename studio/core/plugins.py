@@ -170,6 +170,7 @@ class PluginHost:
             raise PluginError(
                 f"generator id {cls.id!r} is already registered by {self.owner[cls.id].name!r}"
             )
+        _check_imports(cls)
         self.generators[cls.id] = cls
         self.owner[cls.id] = info
         info.generators.append(cls.id)
@@ -179,6 +180,7 @@ class PluginHost:
             raise PluginError(f"register_trainers got {cls!r}, not a studio.Trainer subclass")
         if not getattr(cls, "id", None) or cls.id in self.trainers:
             raise PluginError(f"trainer {cls.__name__}: missing or duplicate id")
+        _check_imports(cls)
         self.trainers[cls.id] = cls
         self.owner[cls.id] = info
         info.trainers.append(cls.id)
@@ -205,3 +207,15 @@ class PluginHost:
 
     def plugin_of(self, component_id: str) -> PluginInfo:
         return self.owner[component_id]
+
+
+def _check_imports(cls: type[Generator] | type[Trainer]) -> None:
+    """``imports`` must be a tuple of module names (a bare string would import each letter)."""
+    names = cls.imports
+    if not isinstance(names, tuple) or not all(
+        isinstance(name, str) and name.strip() for name in names
+    ):
+        raise PluginError(
+            f"{cls.__name__}.imports must be a tuple of module names, like "
+            f"('diffusers.pipelines',); got {names!r}"
+        )

@@ -45,6 +45,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
+from studio.core.imports import import_model_libraries
+
 log = logging.getLogger(__name__)
 
 #: Libraries whose switches the block turns, in the order they are switched off.
@@ -111,7 +113,7 @@ def _import_set_up(libraries: tuple[str, ...]) -> None:
         try:
             if importlib.util.find_spec(name) is None:
                 continue
-            importlib.import_module(module)
+            import_model_libraries(module)
         except Exception as exc:  # a broken install must not stop the load that follows
             log.debug("quiet_model_loading: %s not switched off (%s)", name, exc)
 

@@ -67,6 +67,8 @@ class Trainer:
     default_model: ClassVar[str | None] = None
     Options: ClassVar[type[BaseOptions]] = BaseOptions
     description: ClassVar[str] = ""
+    #: modules ``run`` imports; as :attr:`studio.core.generator.Generator.imports`.
+    imports: ClassVar[tuple[str, ...]] = ()
 
     def ingest(self, dataset: Path, options: Any) -> IngestReport:
         """Inspect ``dataset`` (a folder of the artist's files) without loading any model."""

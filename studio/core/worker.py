@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import logging
 import shutil
+import sys
 import threading
 import time
 import traceback
@@ -52,6 +53,8 @@ from studio.core.events import (
     event_type,
 )
 from studio.core.generator import Generator, RunRequest
+from studio.core.imports import import_model_libraries
+from studio.core.quiet import LIBRARIES, quiet_model_loading
 from studio.core.records import AdapterRecord, ArtifactRecord, JobKind, JobRecord, Priority
 from studio.core.training import Trainer, TrainRunRequest
 
@@ -530,6 +533,12 @@ class DeviceWorker:
     def _set_up_device(self) -> None:
         settings = self.services.settings()
         try:
+            # torch's first import is the longest hold of the GIL in a session: done this way,
+            # the window's event loop keeps running through it (see studio.core.imports)
+            import_model_libraries("torch")
+        except Exception as exc:  # the device check below falls back to the CPU and says why
+            log.error("torch could not be imported (%s)", one_line(exc))
+        try:
             self.device = devices.resolve_device(self.device_setting)
         except Exception as exc:
             log.error(
@@ -563,6 +572,7 @@ class DeviceWorker:
             self._set_state(job, JobState.RUNNING)
             prepared = job.prepared or self.services.prepare(job.record)
             job.prepared = prepared
+            self._import_for(job, prepared.component)
             if job.record.kind == JobKind.TRAIN:
                 self._run_training(job, prepared)
             else:
@@ -583,6 +593,19 @@ class DeviceWorker:
             # after the except block: the traceback's frames (and their tensors) are gone now
             freed = self.services.cache.free(self.device)
             log.info("out of memory: the model cache freed %d bytes", freed)
+
+    def _import_for(self, job: Job, component: type[Generator] | type[Trainer]) -> None:
+        """Import what a plugin's ``run`` will import, keeping the window responsive meanwhile."""
+        if all(name in sys.modules for name in component.imports):
+            return
+        libraries = {name.partition(".")[0] for name in component.imports}
+        self._emit(job, Progress(0, 0, f"importing {', '.join(sorted(libraries))}"))
+        # quietly: the libraries talk while they import (optional extras missing, deprecations)
+        quiet = libraries & set(LIBRARIES)
+        if "diffusers" in quiet:
+            quiet.add("transformers")  # diffusers' pipelines import their text encoders from it
+        with quiet_model_loading(*sorted(quiet)) if quiet else contextlib.nullcontext():
+            import_model_libraries(*component.imports)
 
     def _cancelled_elsewhere(self, job: Job) -> bool:
         """Whether another process on the same home cancelled this queued job in the database."""
