@@ -9,7 +9,9 @@ during the job; *bare* is the p99 lag of the same window sitting idle. Scenarios
   previews every step): the worker imports torch for it, to pick the device;
 - a model load: the first text-to-image job on a tiny random-weight Stable Diffusion saved on disk,
   so the worker thread imports diffusers and builds the pipeline, then generates;
-- a generation with that tiny model already cached;
+- a model load in a fresh session: the first text-generation job on a tiny random-weight GPT-2,
+  so the worker imports transformers' model machinery (in the first session diffusers did);
+- a generation with the tiny Stable Diffusion already cached;
 - a training run with the fake trainer (a loss point per step, samples, checkpoints).
 
 Goals (issue 6): p99 < 16 ms and max < 100 ms. Cold start: from launching the process to the
@@ -107,7 +109,7 @@ _LAG = _TORCH_WATCH + textwrap.dedent(
     if cfg["prepare"]:
         prepare_process()  # what run_gui does for the real window
     app = QApplication([])
-    studio = Studio.open(Path(cfg["home"]), load_plugins=cfg["real_model"] is not None)
+    studio = Studio.open(Path(cfg["home"]), load_plugins=bool(cfg["loads"]))
     studio.plugins.register(fake_plugin)
     win = MainWindow(studio)
     win.resize(1280, 820)
@@ -191,10 +193,11 @@ _LAG = _TORCH_WATCH + textwrap.dedent(
     out["fake"] = measure(generate("fake-image", "a fox", {
         "width": 256, "height": 256, "steps": cfg["fake_steps"], "delay": 0.01}))
     out["torch_thread"] = FIRST.get("torch")
-    if cfg["real_model"]:
-        opts = {"width": 64, "height": 64, "steps": cfg["real_steps"]}
-        out["load"] = measure(generate("text-to-image", "a fox", opts, cfg["real_model"]))
-        out["warm"] = measure(generate("text-to-image", "a fox", opts, cfg["real_model"]))
+    for load in cfg["loads"]:  # the first use of a model, then the same again, cached
+        job = generate(load["generator"], "a fox", load["options"], load["model"])
+        out[load["key"]] = measure(job)
+        if load.get("warm_key"):
+            out[load["warm_key"]] = measure(job)
     training = win.training
     def train():
         training.select_trainer("fake-lora")
@@ -205,20 +208,23 @@ _LAG = _TORCH_WATCH + textwrap.dedent(
         if job is None:
             raise RuntimeError(training.error.text())
         return job
-    win.show_panel("training")
-    out["train"] = measure(train)
+    if cfg["train_steps"]:
+        win.show_panel("training")
+        out["train"] = measure(train)
     win.close()
     studio.close()
     print("RESULT", json.dumps(out), flush=True)
     """
 )
 
-_MAKE_MODEL = textwrap.dedent(
+_MAKE_MODELS = textwrap.dedent(
     """
     import sys
     from pathlib import Path
     from studio.testing.models_image import save_tiny_sd
+    from studio.testing.models_text import make_tiny_causal_lm
     save_tiny_sd(Path(sys.argv[1]))
+    make_tiny_causal_lm(Path(sys.argv[2]))
     print("RESULT ok", flush=True)
     """
 )
@@ -313,37 +319,55 @@ def _lag_rows(tmp: Path, quick: bool) -> list[dict[str, Any]]:
     dataset.mkdir()
     for i in range(4):
         (dataset / f"{i}.txt").write_text(f"caption {i}", encoding="utf-8")
-    model: str | None = str(tmp / "tiny-sd")
+    sd, lm = tmp / "tiny-sd", tmp / "tiny-gpt2"
     try:
-        _run(_MAKE_MODEL, env, str(model), timeout=600)
-    except Exception as exc:  # no diffusers here: measure the fake scenarios only
+        _run(_MAKE_MODELS, env, str(sd), str(lm), timeout=600)
+    except Exception as exc:  # no diffusers/transformers here: measure the fake scenarios only
         model_error = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
-        model = None
+        have_models = False
     else:
-        model_error = ""
+        model_error, have_models = "", True
+    image_load = {
+        "key": "load",
+        "warm_key": "warm",
+        "generator": "text-to-image",
+        "model": str(sd),
+        "options": {"width": 64, "height": 64, "steps": 2 if quick else 4},
+    }
+    text_load = {
+        "key": "load_text",
+        "generator": "text-generation",
+        "model": str(lm),
+        "options": {"max_new_tokens": 16 if quick else 48},
+    }
     cfg = {
         "home": str(tmp / "lag" / "home"),
-        "real_model": model,
+        "loads": [image_load] if have_models else [],
         "dataset": str(dataset),
         "idle_s": 1.0 if quick else 2.0,
         "fake_steps": 30 if quick else 80,
-        "real_steps": 2 if quick else 4,
         "train_steps": 60 if quick else 200,
         "prepare": True,
     }
     payload, _ = _run(_LAG, env, json.dumps(cfg), timeout=900)
     data = json.loads(payload)
+    if have_models:
+        # a process of its own: in the first one diffusers has imported transformers already
+        cfg_text = dict(cfg, home=str(tmp / "lag" / "home-text"), loads=[text_load], train_steps=0)
+        payload, _ = _run(_LAG, _env(tmp / "lag" / "home-text"), json.dumps(cfg_text), timeout=900)
+        data["load_text"] = json.loads(payload)["load_text"]
     idle = data["idle"]
     scenarios = [
         ("fake", "gui lag during the first job (fake image, 256 px previews; torch imported)"),
         ("load", "gui lag during a model load (tiny SD, first use: diffusers imported)"),
+        ("load_text", "gui lag during a model load (tiny GPT-2, first use: transformers imported)"),
         ("warm", "gui lag during a generation (tiny SD, cached)"),
         ("train", "gui lag during a training run (fake trainer, live loss curve)"),
     ]
     rows = []
     for key, name in scenarios:
         if key not in data:
-            if key in ("load", "warm"):
+            if key in ("load", "load_text", "warm"):
                 rows.append(
                     {
                         "name": name,
