@@ -691,20 +691,28 @@ class Studio:
         until, job_id, limit)."""
         return self.store.list_artifacts(**filters)
 
-    def delete_artifact(self, artifact_id: str) -> None:
+    def delete_artifact(self, artifact_id: str) -> Path | None:
         """Move an artifact's files to the system trash and forget it. Where there is no
-        system trash, they go to ``home/trash`` instead: nothing is ever lost."""
-        record = self.store.get_artifact(artifact_id)
-        for path in artifact_files(record.path):
-            self._to_trash(path, artifact_id)
-        self.store.delete_artifact(artifact_id)
+        system trash, they go to ``home/trash`` instead: nothing is ever lost.
 
-    def _to_trash(self, path: Path, artifact_id: str) -> None:
+        Returns ``None`` when everything went to the system trash, else the studio's trash
+        folder (so the caller can say where the files are).
+        """
+        record = self.store.get_artifact(artifact_id)
+        fallback = None
+        for path in artifact_files(record.path):
+            if not self._to_trash(path, artifact_id):
+                fallback = self.paths.home / "trash"
+        self.store.delete_artifact(artifact_id)
+        return fallback
+
+    def _to_trash(self, path: Path, artifact_id: str) -> bool:
+        """Trash one file; True if the system trash took it, False if the studio's did."""
         from send2trash import send2trash
 
         try:
             send2trash(path)
-            return
+            return True
         except Exception as exc:  # no trash on this system or volume
             log.info("no system trash for %s (%s): using the studio's trash", path, exc)
         trash = self.paths.home / "trash"
@@ -715,6 +723,7 @@ class Studio:
             n += 1
             target = trash / f"{artifact_id[:8]}-{n}-{path.name}"
         shutil.move(str(path), str(target))
+        return False
 
     def request_from_recipe(self, recipe: dict[str, Any]) -> GenerationRequest:
         """The request that made an artifact: generator, prompt, model, adapters, options and

@@ -216,7 +216,10 @@ class ArtifactDetails(QWidget):
         self.regen_button = QPushButton("Regenerate")
         self.folder_button = QPushButton("Open folder")
         self.delete_button = QPushButton("Delete")
-        self.delete_button.setToolTip("Move the file to the studio's trash folder")
+        self.delete_button.setToolTip(
+            "Move the file and its recipe to the system trash (where there is none: to the "
+            "trash folder of the studio home)"
+        )
         self.init_button = QPushButton("Use as init image")
         self.init_button.setToolTip("Put this image into the generate form's image field")
         buttons = QHBoxLayout()
@@ -425,8 +428,9 @@ class GalleryPanel(QWidget):
         self._show(current.data(RECORD_ROLE) if current.isValid() else None)
 
     def _show(self, rec: ArtifactRecord | None) -> None:
-        if rec is self.details.record:
-            return
+        shown = self.details.record
+        if rec is shown or (rec is not None and shown is not None and rec.id == shown.id):
+            return  # the same artifact after a reload: what plays or is being read goes on
         self.details.show_record(rec)
         if rec is not None and rec.modality == "audio":
             from studio.ui.waveform import load_samples
@@ -483,11 +487,12 @@ class GalleryPanel(QWidget):
         if rec is None:
             return False
         try:
-            self.studio.delete_artifact(rec.id)
+            fallback = self.studio.delete_artifact(rec.id)
         except (StudioError, KeyError, OSError) as exc:
             self.session.status.emit(f"Cannot delete: {exc}")
             return False
-        self.session.status.emit(f"Moved {Path(rec.path).name} to the studio trash")
+        where = "the system trash" if fallback is None else str(fallback)
+        self.session.status.emit(f"Moved {Path(rec.path).name} to {where}")
         self.details.show_record(None)
         self.reload()
         return True

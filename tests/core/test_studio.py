@@ -232,7 +232,7 @@ def test_delete_artifact_moves_its_files_to_the_system_trash(app: Studio) -> Non
     content = path.read_text()
     artifact = app.store.artifact_by_path(path)
     assert artifact is not None
-    app.delete_artifact(artifact.id)
+    assert app.delete_artifact(artifact.id) is None  # all in the system trash
     assert not path.exists() and not path.with_name(path.name + ".json").exists()
     trash = Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"  # freedesktop layout
     assert sorted(p.name for p in trash.iterdir()) == [path.name, path.name + ".json"]
@@ -252,7 +252,7 @@ def test_without_a_system_trash_deleted_files_go_to_the_studio_trash(
     (path,) = succeeded(app, app.submit(GenerationRequest(generator="fake-text", prompt="x")))
     artifact = app.store.artifact_by_path(path)
     assert artifact is not None
-    app.delete_artifact(artifact.id)
+    assert app.delete_artifact(artifact.id) == app.paths.home / "trash"
     assert not path.exists() and not path.with_name(path.name + ".json").exists()
     trashed = sorted(p.name for p in (app.paths.home / "trash").iterdir())
     assert trashed == [f"{artifact.id[:8]}-{path.name}", f"{artifact.id[:8]}-{path.name}.json"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -72,14 +74,33 @@ def test_filters(window: Any, studio: Any, qtbot: Any) -> None:
     assert sorted(prompts(gallery)) == ["a poem about snow", "a red fox in snow"]
     gallery.search.setText("")
     qtbot.waitUntil(lambda: len(gallery.model.records) == 4, timeout=WAIT)
-    # the model filter lists the models seen; the fakes all use the same one
+    # an image made ten days ago with another model (as an older session would have left it)
+    newest = gallery.model.records[0]
+    old = dataclasses.replace(
+        newest,
+        id="old-one",
+        model="other/model",
+        prompt="an old sketch",
+        created=time.time() - 10 * 86400,
+        path=newest.path.with_name("old.png"),
+    )
+    shutil.copyfile(newest.path, old.path)
+    studio.store.add_artifact(old)
+    gallery.reload()
+    assert gallery.count.text() == "5 items"
+    # the model filter lists the models seen
     models = [gallery.model_filter.itemData(i) for i in range(gallery.model_filter.count())]
-    assert models == [None, "fake/tiny-model"]
-    gallery.model_filter.setCurrentIndex(1)
-    assert len(gallery.model.records) == 4
+    assert models == [None, "fake/tiny-model", "other/model"]
+    gallery.model_filter.setCurrentIndex(gallery.model_filter.findData("other/model"))
+    assert prompts(gallery) == ["an old sketch"]
+    gallery.model_filter.setCurrentIndex(gallery.model_filter.findData("fake/tiny-model"))
+    assert len(gallery.model.records) == 4 and "an old sketch" not in prompts(gallery)
+    gallery.model_filter.setCurrentIndex(0)
     gallery.date.setCurrentIndex(gallery.date.findText("Today"))
-    assert len(gallery.model.records) == 4
+    assert len(gallery.model.records) == 4 and "an old sketch" not in prompts(gallery)
     assert gallery.filters()["since"] <= time.time()
+    gallery.date.setCurrentIndex(0)  # any date
+    assert len(gallery.model.records) == 5
 
 
 def test_details_and_use_these_settings(window: Any, studio: Any, qtbot: Any) -> None:
@@ -122,7 +143,10 @@ def test_delete_moves_to_trash(window: Any, studio: Any, qtbot: Any) -> None:
     gallery = open_gallery(window, qtbot)
     rec = gallery.model.records[0]
     gallery.select(rec.id)
+    said: list[str] = []
+    window.session.status.connect(said.append)
     assert gallery.delete_current()
+    assert said[-1] == f"Moved {Path(rec.path).name} to the system trash"
     assert not Path(rec.path).exists()
     trash = Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"  # the kit's private trash
     assert (trash / Path(rec.path).name).is_file()
@@ -158,6 +182,24 @@ def test_drag_out_gives_file_urls_and_new_artifacts_appear(
     job_id = panel.generate()
     assert job_id is not None
     studio.wait(job_id, timeout=10)
+
+
+def test_a_new_artifact_does_not_interrupt_the_one_shown(
+    window: Any, studio: Any, qtbot: Any, monkeypatch: Any
+) -> None:
+    """The gallery reloads when anything is saved; the audio being listened to keeps playing."""
+    make(studio, "test-tone", "a low hum", seconds=0.2)
+    gallery = open_gallery(window, qtbot)
+    tone = gallery.model.records[0]
+    assert gallery.select(tone.id) and gallery.details.audio.player.path == Path(tone.path)
+    reloaded: list[Any] = []
+    monkeypatch.setattr(gallery.details.audio.player, "set_file", reloaded.append)
+
+    make(studio, "fake-image", "meanwhile, an owl", width=16, height=16, steps=1)
+    qtbot.waitUntil(lambda: len(gallery.model.records) == 2, timeout=WAIT)
+
+    assert gallery.details.record is not None and gallery.details.record.id == tone.id
+    assert reloaded == []  # the player was not reset (which would stop playback)
 
 
 def test_use_as_init_image_button(window: Any, studio: Any, qtbot: Any) -> None:
