@@ -423,12 +423,17 @@ class MainWindow(QMainWindow):
         self.restart_text.setText(f"{message} Restart the studio to apply.")
         self.restart_banner.show()
 
-    def restart(self) -> None:
-        """Start a fresh studio process with the same arguments, then close this one."""
-        QProcess.startDetached(
-            sys.executable, [*sys.orig_argv[1:]] if hasattr(sys, "orig_argv") else sys.argv
-        )
-        self.close()
+    def restart(self) -> bool:
+        """Close this window, then start a fresh studio process with the same arguments.
+
+        In that order: closing releases the home's queue lock, and a new studio that found it
+        still held would not take over the queue (jobs left queued would wait for a next start).
+        """
+        arguments = [*sys.orig_argv[1:]] if hasattr(sys, "orig_argv") else sys.argv
+        if not self.close():
+            return False
+        started, _pid = QProcess.startDetached(sys.executable, arguments)
+        return bool(started)
 
     def _about(self) -> None:
         from studio import __version__

@@ -278,3 +278,30 @@ def test_download_refused_offline_says_why(window: Any, studio: Studio) -> None:
     assert panel.download_typed() is None  # the test environment is offline (HF_HUB_OFFLINE)
     assert "Cannot download" in panel.detail.text()
     assert "nobody/not-there" not in panel.downloads
+
+
+def test_restart_closes_and_frees_the_queue_before_starting_the_new_studio(
+    studio_home: Path, qtbot: Any, monkeypatch: Any
+) -> None:
+    """Otherwise the new process finds the home locked and never takes over the queue."""
+    from studio.core.studio import HomeLock
+    from studio.ui import main_window
+
+    window = MainWindow(home=studio_home, owns_studio=True)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.studio is not None, timeout=WAIT)
+    started: list[tuple[str, list[str], bool]] = []
+
+    def start_detached(program: str, arguments: list[str]) -> tuple[bool, int]:
+        lock = HomeLock(studio_home / "studio.lock")
+        free = lock.acquire()  # what the new process would find
+        if free:
+            lock.release()
+        started.append((program, arguments, free))
+        return True, 4242
+
+    monkeypatch.setattr(main_window.QProcess, "startDetached", start_detached)
+    assert window.restart()
+    assert not window.isVisible() and window.studio is None
+    assert len(started) == 1 and started[0][2], "the lock was still held at the new start"
