@@ -742,6 +742,10 @@ def progress_tqdm(callback: Progress | None, cancel: threading.Event | None = No
             raise Cancelled("download cancelled")
 
     class _ProgressTqdm(tqdm):  # type: ignore[misc, valid-type]
+        # tqdm starts a monitor thread per bar class, disabled or not, unless this is 0; the
+        # bars here are silent, and a new class per download would mean a thread per download
+        monitor_interval = 0
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             desc = str(kwargs.get("desc") or "")
             self._report = kwargs.get("unit") == "B" and not desc.startswith("Downloading bytes")

@@ -9,6 +9,10 @@ Installed with aigc-studio, so a third-party plugin's test suite gets the same f
 ``hub_cache``
     the temporary hub cache folder of that environment (put tiny models there with
     :func:`studio.testing.hub.save_to_hub_cache` to test hub ids offline).
+``fake_hub``
+    a :class:`studio.testing.fake_hub.FakeHub` standing in for the Hugging Face hub: repos
+    added to it "download" into ``hub_cache`` chunk by chunk, with progress, cancel and resume
+    (the environment's offline switches are lifted for the test: the fake is the only network).
 ``studio_app``
     an opened :class:`studio.core.studio.Studio` on ``studio_home`` with the testing kit's fake
     plugin registered (built-in plugins are not loaded unless the test module sets
@@ -39,6 +43,7 @@ import pytest
 if TYPE_CHECKING:
     from studio.core.plugins import PluginHost, PluginInfo
     from studio.core.studio import Studio
+    from studio.testing.fake_hub import FakeHub
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,8 @@ def studio_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StudioEnv:
     monkeypatch.setenv("HF_HUB_CACHE", str(env.hub_cache))
     # the freedesktop trash lives here: deleting an artifact never reaches the user's own trash
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    # and a chosen studio home (studio.core.paths.choose_home) is remembered here
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     _patch_trash_location(monkeypatch, tmp_path / "xdg-data")
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_CACHE", raising=False)
@@ -138,6 +145,21 @@ def studio_home(studio_env: StudioEnv) -> Path:
 def hub_cache(studio_env: StudioEnv) -> Path:
     """The temporary Hugging Face hub cache (``HF_HUB_CACHE``) of the test."""
     return studio_env.hub_cache
+
+
+@pytest.fixture
+def fake_hub(hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    """A fake Hugging Face hub serving into ``hub_cache`` (see the module docs)."""
+    import huggingface_hub
+
+    from studio.testing.fake_hub import FakeHub
+
+    hub = FakeHub()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", hub.list_repo_files)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    return hub
 
 
 @pytest.fixture
