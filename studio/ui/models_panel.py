@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -255,7 +256,14 @@ class ModelsPanel(QWidget):
         self.tree.setSortingEnabled(False)
         self.tree.clear()
         device = self.studio.device if self.studio.device != "auto" else "cpu"
-        models = self.session.models
+        models = list(self.session.models)
+        listed = {entry.ref for entry in models}
+        # a hub id typed in is listed from the moment its download starts, with its progress
+        models += [
+            ModelEntry(ref=ref, source="hub", modality=None, size_bytes=None, downloaded=False)
+            for ref in self.downloads
+            if ref not in listed
+        ]
         for entry in models:
             fits, why, verdict = fits_text(self.session.fits.get(entry.ref), device)
             status = self._status(entry)
@@ -280,8 +288,11 @@ class ModelsPanel(QWidget):
             # sort sizes numerically
             item.setData(3, Qt.ItemDataRole.UserRole, entry.size_bytes or 0)
             self.tree.addTopLevelItem(item)
+            if entry.ref in self.downloads:
+                self._show_progress(item)
         self.tree.setSortingEnabled(True)
         self.tree.sortByColumn(4, Qt.SortOrder.AscendingOrder)
+        models = self.session.models
         downloaded = [m for m in models if m.downloaded]
         on_disk = sum(m.size_bytes or 0 for m in downloaded)
         if not self.session.models_loaded:
@@ -326,8 +337,17 @@ class ModelsPanel(QWidget):
             entry is not None and not entry.downloaded and not downloading
         )
         self.cancel_button.setVisible(downloading)
+        library = entry is not None and entry.source == "library"
+        self.delete_button.setText("Remove from library" if library else "Delete")
+        self.delete_button.setToolTip(
+            "Forget this model (its folder stays where it is)"
+            if library
+            else "Delete the model's files from the Hugging Face cache"
+        )
         self.delete_button.setEnabled(
-            entry is not None and entry.downloaded and entry.source == "hub"
+            entry is not None
+            and not downloading
+            and ((entry.downloaded and entry.source == "hub") or library)
         )
         self.folder_button.setEnabled(entry is not None and entry.path is not None)
         if entry is None:
@@ -361,6 +381,29 @@ class ModelsPanel(QWidget):
             return "downloading…"
         return "downloaded" if entry.downloaded else "not downloaded"
 
+    def _show_progress(self, item: QTreeWidgetItem) -> None:
+        """A progress bar in the Status cell of a model being downloaded."""
+        entry: ModelEntry = item.data(0, REF_ROLE)
+        job = self.downloads.get(entry.ref)
+        bar = self.tree.itemWidget(item, 4)
+        if job is None:
+            if bar is not None:
+                self.tree.removeItemWidget(item, 4)
+            return
+        if not isinstance(bar, QProgressBar):
+            bar = QProgressBar()
+            bar.setTextVisible(True)
+            self.tree.setItemWidget(item, 4, bar)
+        done, total = self.download_progress.get(job, (0, 0))
+        if total:
+            bar.setRange(0, 1000)
+            bar.setValue(min(1000, done * 1000 // total))
+            bar.setFormat(f"{done * 100 // total}% of {human_size(total)}")
+        else:
+            bar.setRange(0, 0)  # busy: the size is not known yet
+        bar.setToolTip(f"{human_size(done)} of {human_size(total) if total else '?'}")
+        item.setText(4, self._status(entry))
+
     def download(self, ref: str) -> str | None:
         """Start downloading ``ref`` (a job: progress here and in the Queue, cancellable)."""
         try:
@@ -390,16 +433,47 @@ class ModelsPanel(QWidget):
         return bool(job and self.studio.cancel(job))
 
     def delete_selected(self) -> bool:
+        """Ask, then delete the selected hub model's files (or forget a library model), off the
+        GUI thread; False if nothing was started."""
         entry = self.selected()
-        if entry is None:
+        if entry is None or not self.delete_button.isEnabled():
             return False
-        try:
-            freed = self.studio.delete_model(entry.ref)
-        except StudioError as exc:
-            self.session.status.emit(f"Cannot delete: {exc}")
+        if entry.source == "library":
+            question = (
+                f"Remove {entry.ref} from the studio library?\n\nIts folder stays where it is; "
+                "add it again any time."
+            )
+        else:
+            size = f" ({human_size(entry.size_bytes)})" if entry.size_bytes else ""
+            question = (
+                f"Delete {entry.ref}{size} from the Hugging Face cache?\n\nOther tools that use "
+                "the same cache lose it too; it can be downloaded again."
+            )
+        answer = QMessageBox.question(
+            self,
+            "Delete model",
+            question,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
             return False
-        self.session.status.emit(f"Deleted {entry.ref} ({human_size(freed)} freed)")
-        self.session.refresh_models()
+        self.delete_button.setEnabled(False)
+        studio, ref = self.studio, entry.ref
+
+        def done(freed: int) -> None:
+            if entry.source == "library":
+                self.session.status.emit(f"Removed {ref} from the library")
+            else:
+                self.session.status.emit(f"Deleted {ref} ({human_size(freed)} freed)")
+            self.session.refresh_models()
+
+        def failed(exc: BaseException) -> None:
+            self.session.status.emit(f"Cannot delete {ref}: {exc}")
+            self._update_buttons()
+
+        # deleting gigabytes takes a while: never on the GUI thread
+        self.session.run(lambda: studio.delete_model(ref), done, failed)
         return True
 
     def _ref_of_job(self, job_id: str) -> str | None:
@@ -413,7 +487,7 @@ class ModelsPanel(QWidget):
         for i in range(self.tree.topLevelItemCount()):
             item = self.tree.topLevelItem(i)
             if item is not None and item.data(0, REF_ROLE).ref == ref:
-                item.setText(4, self._status(item.data(0, REF_ROLE)))
+                self._show_progress(item)
 
     def _on_state(self, job_id: str, state: Any, error: Any) -> None:
         ref = self._ref_of_job(job_id)
