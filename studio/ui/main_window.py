@@ -339,6 +339,7 @@ class MainWindow(QMainWindow):
         if self.settings_dialog is None:
             dialog = SettingsDialog(self.studio, self)
             dialog.saved.connect(self._settings_saved)
+            dialog.restart_needed.connect(self._restart_needed)
             dialog.finished.connect(self._settings_closed)
             self.settings_dialog = dialog
         self.settings_dialog.open()

@@ -3,21 +3,28 @@ generator's options; saving goes through ``Studio.save_settings``."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
     QMessageBox,
+    QPushButton,
     QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.core.errors import StudioError
+from studio.core.paths import choose_home, chosen_home, platform_home
 from studio.core.settings import Settings
 from studio.ui.options_form import OptionsForm
 
@@ -50,12 +57,36 @@ class SettingsWidget(QWidget):
     def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.studio = studio
-        home = QLabel(
-            f"Studio home: <b>{studio.paths.home}</b><br>"
-            "<span>To use another home, start the studio with STUDIO_HOME set to a folder.</span>"
+        self.home = QLineEdit(str(studio.paths.home))
+        self.home.setReadOnly(True)
+        self.home.setToolTip(
+            "The folder with your history, outputs, adapters and settings. Another home opens "
+            "from the next start; nothing is moved, and this one can be chosen again."
         )
-        home.setWordWrap(True)
-        home.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.home_button = QPushButton("Choose…")
+        self.home_button.clicked.connect(self.pick_home)
+        self.home_default = QPushButton("Default")
+        self.home_default.setToolTip(str(platform_home()))
+        self.home_default.clicked.connect(lambda: self.home.setText(str(platform_home())))
+        home_row = QHBoxLayout()
+        home_row.addWidget(QLabel("Studio home"))
+        home_row.addWidget(self.home, 1)
+        home_row.addWidget(self.home_button)
+        home_row.addWidget(self.home_default)
+        self.home_note = QLabel()
+        self.home_note.setObjectName("hint")
+        self.home_note.setWordWrap(True)
+        if os.environ.get("STUDIO_HOME"):
+            self.home_button.setEnabled(False)
+            self.home_default.setEnabled(False)
+            self.home_note.setText("Set by STUDIO_HOME in the environment, which wins.")
+        else:
+            pending = chosen_home()
+            self.home_note.setText(
+                f"Each home has its own history and settings. From the next start: {pending}"
+                if pending is not None and pending.resolve() != studio.paths.home.resolve()
+                else "Each home has its own history and settings."
+            )
         self.form = OptionsForm(
             Settings, exclude=EXCLUDED, values=studio.settings.model_dump(exclude=set(EXCLUDED))
         )
@@ -64,10 +95,21 @@ class SettingsWidget(QWidget):
         self.error.setWordWrap(True)
         self.error.hide()
         layout = QVBoxLayout(self)
-        layout.addWidget(home)
+        layout.addLayout(home_row)
+        layout.addWidget(self.home_note)
         layout.addWidget(self.form)
         layout.addWidget(self.error)
         layout.addStretch(1)
+
+    def pick_home(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Studio home", self.home.text())
+        if folder:
+            self.home.setText(folder)
+
+    def home_choice(self) -> Path | None:
+        """The home picked here if it differs from the open one (``None``: unchanged)."""
+        picked = Path(self.home.text()).expanduser()
+        return None if picked.resolve() == self.studio.paths.home.resolve() else picked
 
     def settings(self) -> Settings | None:
         """The edited settings, or ``None`` after showing the error next to its field."""
@@ -84,6 +126,8 @@ class SettingsDialog(QDialog):
     """Edit and save the studio's settings."""
 
     saved = Signal(object)  # Settings
+    #: what needs a restart to apply (the device, the studio home)
+    restart_needed = Signal(str)
 
     def __init__(
         self,
@@ -106,7 +150,10 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.save)
         buttons.rejected.connect(self.reject)
         self.buttons = buttons
-        note = QLabel("Budgets and the theme apply at once; the device applies on restart.")
+        note = QLabel(
+            "Budgets, the output folder and the theme apply at once; the device, CPU threads "
+            "and the studio home on restart."
+        )
         note.setObjectName("hint")
         layout = QVBoxLayout(self)
         layout.addWidget(scroll, 1)
@@ -122,6 +169,15 @@ class SettingsDialog(QDialog):
         if new_pickle and not self.confirm_pickle(self, new_pickle):
             self.body.form.show_error("allow_pickle", "Not allowed: remove these or confirm.")
             return False
+        home = self.body.home_choice()
+        if home is not None:
+            try:  # first: a refused folder must not leave the other settings half saved
+                choose_home(None if home.resolve() == platform_home().resolve() else home)
+            except StudioError as exc:
+                self.body.error.setText(str(exc))
+                self.body.error.show()
+                return False
+        before = self.studio.settings
         try:
             self.studio.save_settings(settings)
         except StudioError as exc:
@@ -129,5 +185,14 @@ class SettingsDialog(QDialog):
             self.body.error.show()
             return False
         self.saved.emit(settings)
+        changed = []
+        if settings.device != before.device:
+            changed.append("The device changed.")
+        if settings.cpu_threads != before.cpu_threads:
+            changed.append("The CPU threads changed.")
+        if home is not None:
+            changed.append(f"The studio home is now {home}.")
+        if changed:
+            self.restart_needed.emit(" ".join(changed))
         self.accept()
         return True

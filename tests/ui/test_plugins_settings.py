@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QLineEdit
+from PySide6.QtWidgets import QComboBox, QLineEdit, QMessageBox, QProgressBar
 
 from studio import hookimpl
 from studio.core.studio import Studio
+from studio.ui import models_panel
 from studio.ui.main_window import MainWindow
 from studio.ui.plugins_panel import CORE_DISTRIBUTIONS, NAME_ROLE, write_constraints
 from studio.ui.settings_dialog import SettingsDialog
@@ -124,11 +125,55 @@ def test_settings_saved_and_loaded_again(
     assert stored.theme == "dark" and stored.host_budget_gb == 3.5 and stored.cpu_threads == 2
     assert stored.output_dir == tmp_path / "outs"
     assert studio.cache.host_budget == int(3.5 * (1 << 30))  # budgets apply at once
+    # the CPU threads are set when the worker starts: the window offers a restart
+    assert window.restart_banner.isVisibleTo(window)
+    assert "CPU threads changed" in window.restart_text.text()
     # a new dialog shows what was saved
     again = window.open_settings()
     assert again.body.form.values()["theme"] == "dark"
     assert again.body.form.values()["host_budget_gb"] == 3.5
     again.reject()
+
+
+def test_settings_choose_another_studio_home(
+    window: Any, studio: Studio, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from studio.core.paths import chosen_home
+    from studio.ui import settings_dialog
+
+    dialog = window.open_settings()
+    # STUDIO_HOME (set by the test environment) wins, and the dialog says so
+    assert not dialog.body.home_button.isEnabled()
+    assert "STUDIO_HOME" in dialog.body.home_note.text()
+    dialog.reject()
+    monkeypatch.delenv("STUDIO_HOME")
+    dialog = window.open_settings()
+    assert dialog.body.home.text() == str(studio.paths.home)
+    # a folder with someone's files in it is refused, next to the form; nothing is saved
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.jpg").write_bytes(b"\xff\xd8")
+    picked = [str(photos)]
+    monkeypatch.setattr(settings_dialog.QFileDialog, "getExistingDirectory", lambda *_: picked[0])
+    dialog.body.home_button.click()
+    assert dialog.body.home.text() == str(photos)
+    assert dialog.save() is False
+    assert "not a studio home" in dialog.body.error.text() and chosen_home() is None
+    # an empty folder is taken, from the next start (the window offers the restart)
+    picked[0] = str(tmp_path / "new-home")
+    dialog.body.home_button.click()
+    assert dialog.save() is True
+    assert chosen_home() == (tmp_path / "new-home").resolve()
+    assert "studio home is now" in window.restart_text.text()
+    assert window.restart_banner.isVisibleTo(window)
+    # and "Default" goes back to the platform's folder
+    dialog = window.open_settings()
+    assert (
+        f"From the next start: {(tmp_path / 'new-home').resolve()}" in dialog.body.home_note.text()
+    )
+    dialog.body.home_default.click()
+    assert dialog.save() is True
+    assert chosen_home() is None
 
 
 def test_settings_validation_and_pickle_warning(window: Any, studio: Studio) -> None:
@@ -235,8 +280,8 @@ def _tiny_hub_model(hub_cache: Path, repo_id: str) -> None:
     save_to_hub_cache(folder, repo_id, hub_cache)
 
 
-def test_download_progress_and_delete_a_hub_model(
-    window: Any, studio: Studio, hub_cache: Path, qtbot: Any
+def test_delete_a_hub_model_after_asking(
+    window: Any, studio: Studio, hub_cache: Path, qtbot: Any, monkeypatch: Any
 ) -> None:
     _tiny_hub_model(hub_cache, "test-org/tiny")
     panel = window.models
@@ -248,13 +293,27 @@ def test_download_progress_and_delete_a_hub_model(
     assert entry.downloaded and entry.source == "hub"
     row = row_of_model(panel, "test-org/tiny")
     assert row.text(4) == "downloaded"
-    # a download job's progress shows in its model's row (the events the download thread sends)
-    panel.downloads["test-org/tiny"] = "job-x"
-    window.session.bridge.progress.emit("job-x", 50, 200, "")
-    assert row.text(4) == "downloading 25%"
-    del panel.downloads["test-org/tiny"]
     panel.tree.setCurrentItem(row)
-    assert panel.delete_button.isEnabled()
+    assert panel.delete_button.isEnabled() and panel.delete_button.text() == "Delete"
+    asked: list[str] = []
+
+    def answer(reply: Any) -> Callable[..., Any]:
+        def question(_parent: Any, _title: str, text: str, *_: Any) -> Any:
+            asked.append(text)
+            return reply
+
+        return question
+
+    # asked first; Cancel keeps the model
+    monkeypatch.setattr(
+        models_panel.QMessageBox, "question", answer(QMessageBox.StandardButton.Cancel)
+    )
+    assert not panel.delete_selected()
+    assert "Delete test-org/tiny" in asked[-1] and "Hugging Face cache" in asked[-1]
+    assert (hub_cache / "models--test-org--tiny" / "snapshots").is_dir()
+    monkeypatch.setattr(
+        models_panel.QMessageBox, "question", answer(QMessageBox.StandardButton.Yes)
+    )
     assert panel.delete_selected()
     qtbot.waitUntil(
         lambda: all(m.ref != "test-org/tiny" for m in window.session.models), timeout=WAIT
@@ -270,6 +329,49 @@ def row_of_model(panel: Any, ref: str) -> Any:
         if item.data(0, Qt.ItemDataRole.UserRole + 1).ref == ref:
             return item
     raise AssertionError(f"{ref} not listed")
+
+
+def test_download_a_typed_hub_id_with_a_progress_bar_cancel_and_resume(
+    window: Any, studio: Studio, fake_hub: Any, qtbot: Any
+) -> None:
+    from studio.testing.fake_hub import Gate, tiny_repo
+
+    fake_hub.add("artist/voice", tiny_repo(size=4000))
+    gate = Gate("model.safetensors", after=1000)
+    fake_hub.on_chunk = gate
+    panel = window.models
+    window.show_panel("models")
+    panel.hub_id.setText("artist/voice")
+    job = panel.download_typed()
+    assert job is not None
+    assert gate.reached.wait(10)
+    # listed at once (it is in no list yet), with a progress bar in its Status cell
+    row = row_of_model(panel, "artist/voice")
+    qtbot.waitUntil(lambda: row.text(4).startswith("downloading "), timeout=WAIT)
+    bar = panel.tree.itemWidget(row, 4)
+    assert isinstance(bar, QProgressBar) and bar.isVisible()
+    qtbot.waitUntil(lambda: bar.value() > 0, timeout=WAIT)
+    assert "%" in bar.format()
+    # cancel from the row
+    panel.tree.setCurrentItem(row)
+    assert panel.cancel_button.isVisibleTo(panel) and not panel.delete_button.isEnabled()
+    assert panel.cancel_selected()
+    gate.proceed.set()
+    qtbot.waitUntil(lambda: "artist/voice" not in panel.downloads, timeout=WAIT)
+    assert studio.job(job).state.value == "cancelled"
+    # again: it finishes and the row says so
+    fake_hub.on_chunk = None
+    panel.hub_id.setText("artist/voice")
+    again = panel.download_typed()
+    assert again is not None
+    qtbot.waitUntil(lambda: studio.job(again).state.finished, timeout=WAIT)
+    assert studio.job(again).state.value == "succeeded"
+    qtbot.waitUntil(
+        lambda: row_of_model(panel, "artist/voice").text(4) == "downloaded", timeout=WAIT
+    )
+    row = row_of_model(panel, "artist/voice")
+    assert row.data(0, Qt.ItemDataRole.UserRole + 1).downloaded
+    assert panel.tree.itemWidget(row, 4) is None  # the bar is gone with the download
 
 
 def test_download_refused_offline_says_why(window: Any, studio: Studio) -> None:
