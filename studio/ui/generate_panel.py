@@ -152,7 +152,7 @@ class GeneratePanel(QWidget):
         self.banner_text = QLabel()
         self.banner_text.setWordWrap(True)
         self.banner_button = QPushButton("Open the catalog")
-        self.banner_button.clicked.connect(lambda: self.session.show_panel.emit("models"))
+        self.banner_button.clicked.connect(self._open_catalog)
         banner_row.addWidget(self.banner_text, 1)
         banner_row.addWidget(self.banner_button)
         self.banner.hide()
@@ -323,6 +323,10 @@ class GeneratePanel(QWidget):
     def _model_chosen(self) -> None:
         self._update_banner()
         self._refresh_adapters()
+
+    def _open_catalog(self) -> None:
+        """The models panel, with the chosen model selected for download."""
+        self.session.show_model.emit(self.model_picker.effective_ref() or "")
 
     def _update_banner(self) -> None:
         """First run offline: say plainly that nothing is downloaded and offer the catalog."""

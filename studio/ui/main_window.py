@@ -209,6 +209,7 @@ class MainWindow(QMainWindow):
         session.status.connect(lambda msg: self.statusBar().showMessage(msg, 8000))
         session.restart_needed.connect(self._restart_needed)
         session.show_panel.connect(self.show_panel)
+        session.show_model.connect(self._show_model)
         session.models_changed.connect(self._maybe_loaded)
         self.panels["generate"] = GeneratePanel(session, state=self.state.get_json("generate"))
         self.stack.addWidget(self.panels["generate"])
@@ -365,6 +366,10 @@ class MainWindow(QMainWindow):
             self.models.populate()
 
     # -- cross-panel actions -------------------------------------------------------------------
+    def _show_model(self, ref: str) -> None:
+        self.show_panel("models")
+        self.models.reveal(ref)
+
     def _use_settings(self, request: Any) -> None:
         self.generate.load_request(request)
         self.show_panel("generate")

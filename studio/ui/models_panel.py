@@ -326,6 +326,20 @@ class ModelsPanel(QWidget):
                 show = show and entry.source == source
             item.setHidden(not show)
 
+    def reveal(self, ref: str) -> bool:
+        """Show and select ``ref``'s row (filters cleared), ready for Download; False if it is
+        not listed (the list then shows the catalog, to pick from)."""
+        self.search.clear()
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            if item is not None and item.data(0, REF_ROLE).ref == ref:
+                self.source.setCurrentIndex(0)
+                self.tree.setCurrentItem(item)
+                self.tree.scrollToItem(item)
+                return True
+        self.source.setCurrentIndex(self.source.findData("catalog"))
+        return False
+
     def selected(self) -> ModelEntry | None:
         item = self.tree.currentItem()
         return item.data(0, REF_ROLE) if item is not None else None

@@ -46,6 +46,8 @@ class Session(QObject):
     restart_needed = Signal(str)
     #: ask the window to show a panel by name
     show_panel = Signal(str)
+    #: a panel asks for the models panel with this model selected (ref)
+    show_model = Signal(str)
 
     def __init__(self, studio: Studio, parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -37,14 +37,19 @@ def test_image_previews_update_per_step(window: Any, studio: Any, qtbot: Any) ->
     assert panel.select_generator("fake-image")
     panel.prompt.setPlainText("a red fox")
     panel.form.set_values({"steps": 5, "width": 32, "height": 24, "delay": 0.02})
-    captions: list[str] = []
-    panel.session.bridge.preview.connect(lambda _job, p: captions.append(f"step {p.step}"))
+    canvas = panel.output.images.canvas
+    shown: list[tuple[str, bool, int]] = []
+    # connected after the panel's own slot: sees the canvas as each preview left it
+    panel.session.bridge.preview.connect(
+        lambda _job, _p: shown.append((canvas.caption, canvas.path is None, canvas.image.width()))
+    )
     job_id = panel.generate()
     assert job_id is not None
     qtbot.waitUntil(lambda: finished(studio, job_id), timeout=WAIT)
-    qtbot.waitUntil(lambda: panel.output.images.canvas.path is not None, timeout=WAIT)
-    assert captions and captions[-1] == "step 5"  # previews arrived, the newest last
-    canvas = panel.output.images.canvas
+    qtbot.waitUntil(lambda: canvas.path is not None, timeout=WAIT)
+    # the canvas showed each step's picture (not yet a file), the newest last
+    assert shown and shown[-1] == ("step 5", True, 32)
+    assert all(caption.startswith("step ") and unsaved for caption, unsaved, _w in shown)
     assert (canvas.image.width(), canvas.image.height()) == (32, 24)
     assert canvas.path is not None and canvas.path.suffix == ".png"
     assert panel.status.text().startswith("Done")

@@ -242,12 +242,15 @@ def test_first_run_offline_offers_the_catalog(window: Any, qtbot: Any) -> None:
     # a generator whose model is in the catalog but not downloaded shows the banner
     gen = window.generate
     gen.select_generator("fake-image")
+    assert not gen.banner.isVisibleTo(gen)  # its model is no download: nothing to offer
     gen.model_picker.set_ref(catalog[0].ref)
-    gen._update_banner()
     assert gen.banner.isVisibleTo(gen)
     assert "No model is downloaded yet" in gen.banner_text.text()
     gen.banner_button.click()
+    # the models panel, with that model selected and ready to download
     assert window.current_panel() == "models"
+    assert models.selected() is not None and models.selected().ref == catalog[0].ref
+    assert models.download_button.isEnabled()
 
 
 def test_models_panel_fits_and_cache(window: Any, studio: Studio) -> None:
