@@ -119,6 +119,8 @@ class GeneratePanel(QWidget):
         self.generator: type[Generator] | None = None
         self.form: OptionsForm | None = None
         self.saved_options: dict[str, dict[str, Any]] = {}
+        #: generators seen streaming audio (they offer "Listen while it is generated")
+        self.streaming_generators: set[str] = set()
         self.saved_models: dict[str, str | None] = {}
         self.job_id: str | None = None
         self.job_generator: type[Generator] | None = None
@@ -302,6 +304,7 @@ class GeneratePanel(QWidget):
         self.options_layout.addWidget(self.form)
         self.options_box.setVisible(bool(self.form.specs))
         self.output.set_modality(gen.modality)
+        self.output.audio.set_streams(gen.id in self.streaming_generators)
         self.adapter_list.set_modality(gen.modality if gen.supports_lora else None)
         self._refresh_models()
         self._refresh_adapters()
@@ -503,6 +506,8 @@ class GeneratePanel(QWidget):
 
     def _on_preview(self, job_id: str, preview: Any) -> None:
         if self._mine(job_id):
+            if preview.sample_rate and self.job_generator is not None:
+                self.streaming_generators.add(self.job_generator.id)
             self.output.show_preview(preview)
 
     def _on_partial(self, job_id: str, text: str, index: int) -> None:

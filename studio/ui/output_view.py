@@ -215,10 +215,13 @@ class AudioOutputView(QWidget):
         self.waveform = WaveformView()
         self.player = AudioPlayer(self.waveform)
         self.stream = StreamPlayer(self)
+        #: whether this view plays streamed chunks at all (the gallery's does not)
+        self.can_listen = streaming
         self.listen = QCheckBox("Listen while it is generated")
-        self.listen.setToolTip("Play streamed audio as it arrives (generators that stream)")
+        self.listen.setToolTip("Play streamed audio as it arrives")
         self.listen.setChecked(True)
-        self.listen.setVisible(streaming)
+        # shown for generators known to stream: from their first streamed chunk on
+        self.listen.setVisible(False)
         self.stream_note = QLabel()
         self.stream_note.setObjectName("hint")
         self.stream_note.hide()
@@ -235,9 +238,14 @@ class AudioOutputView(QWidget):
         self.stream.stop()
         self.stream_note.hide()
 
+    def set_streams(self, streams: bool) -> None:
+        """Whether the chosen generator streams audio (offers "Listen while it is generated")."""
+        self.listen.setVisible(self.can_listen and streams)
+
     def add_chunk(self, chunk: Any, rate: int) -> None:
         """A streamed chunk: drawn, and played when listening is on and a device is there."""
         self.waveform.append_chunk(chunk, rate)
+        self.set_streams(True)
         listening = self.listen.isVisibleTo(self) and self.listen.isChecked()
         if listening and not self.stream.push(chunk, rate) and self.stream.error:
             self.stream_note.setText(self.stream.error)

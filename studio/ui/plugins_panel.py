@@ -6,6 +6,7 @@ studio, torch and the other core packages as they are."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -391,8 +392,7 @@ class PluginsPanel(QWidget):
                 f"{spec} is one of the studio's core packages: not changed here."
             )
             return False
-        self._action = f"Installed {spec}"
-        return self.pip.install(spec)
+        return self._start(f"Installed {spec}", lambda: self.pip.install(spec))
 
     def uninstall_selected(self) -> bool:
         info = self.selected()
@@ -402,14 +402,27 @@ class PluginsPanel(QWidget):
                 "Only third-party plugin packages can be uninstalled here."
             )
             return False
-        self._action = f"Uninstalled {dist}"
-        return self.pip.uninstall(dist)
+        return self._start(f"Uninstalled {dist}", lambda: self.pip.uninstall(dist))
+
+    def _start(self, action: str, run: Callable[[], bool]) -> bool:
+        """Run one pip command; Install and Uninstall wait until it ends."""
+        if self.pip.running():
+            self.pip.output.appendPlainText("pip is still running: wait until it ends.")
+            return False
+        if not run():
+            return False
+        self._action = action
+        self.install_button.setEnabled(False)
+        self.uninstall_button.setEnabled(False)
+        return True
 
     def _pip_done(self, code: int) -> None:
         action = getattr(self, "_action", None)
         if code == 0 and action:
             self._restart_needed(f"{action}. Restart the studio to load the change.")
         self._action = None
+        self.install_button.setEnabled(True)
+        self._show_selected()  # Uninstall as the selection allows
 
     def shutdown(self) -> None:
         self.pip.stop()

@@ -134,6 +134,8 @@ def test_failed_job_reports_its_error(window: Any, studio: Any, qtbot: Any) -> N
 def test_audio_waveform_grows_and_player_is_ready(window: Any, studio: Any, qtbot: Any) -> None:
     panel = window.generate
     panel.select_generator("test-tone")
+    listen = panel.output.audio.listen
+    assert not listen.isVisibleTo(panel)  # not known to stream yet
     panel.prompt.setPlainText("a tone")
     panel.form.set_values({"seconds": 0.5, "chunks": 5})
     job_id = panel.generate()
@@ -153,6 +155,11 @@ def test_audio_waveform_grows_and_player_is_ready(window: Any, studio: Any, qtbo
     mid = 6 + (image.height() - 24) // 2  # the plot area's middle line
     drawn = sum(image.pixel(x, mid) != background for x in range(8, image.width() - 8))
     assert drawn > (image.width() - 16) * 0.9
+    # it streamed: "Listen while it is generated" is offered for it from now on
+    assert listen.isVisibleTo(panel)
+    panel.select_generator("fake-image")
+    panel.select_generator("test-tone")
+    assert listen.isVisibleTo(panel)
 
 
 def test_use_these_settings_round_trip(window: Any, studio: Any, qtbot: Any) -> None:

@@ -89,6 +89,88 @@ def test_pip_runs_in_a_process_with_live_output(window: Any, qtbot: Any, tmp_pat
     assert "[pip exited with code 0]" in pip.output.toPlainText()
 
 
+def _plugin_wheel(folder: Path) -> Path:
+    """A minimal third-party plugin wheel (the entry point is all the studio needs)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        "studio_demo_plugin/__init__.py": b'"""A plugin that registers nothing."""\n',
+        "studio_demo_plugin-0.1.dist-info/METADATA": (
+            b"Metadata-Version: 2.1\nName: studio-demo-plugin\nVersion: 0.1\n"
+        ),
+        "studio_demo_plugin-0.1.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+        "studio_demo_plugin-0.1.dist-info/entry_points.txt": (
+            b"[studio.plugins]\ndemo = studio_demo_plugin\n"
+        ),
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append("studio_demo_plugin-0.1.dist-info/RECORD,,")
+    wheel = folder / "studio_demo_plugin-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr("studio_demo_plugin-0.1.dist-info/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def test_install_a_plugin_wheel_with_pip_then_uninstall(
+    window: Any, qtbot: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The real pip, in a throw-away environment (not the one running the tests), offline."""
+    import subprocess
+    import sys
+
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=120)
+    python = env_dir / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # nothing may reach the network
+    monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    panel = window.plugins
+    panel.pip.python = str(python)
+    codes: list[int] = []
+    panel.pip.finished.connect(codes.append)
+    panel.spec.setText(str(_plugin_wheel(tmp_path)))
+
+    assert panel.install()
+    assert not panel.install_button.isEnabled() and not panel.uninstall_button.isEnabled()
+    assert not panel.install()  # one pip at a time
+    assert "pip is still running" in panel.pip.output.toPlainText()
+    qtbot.waitUntil(lambda: bool(codes), timeout=120_000)
+
+    output = panel.pip.output.toPlainText()
+    assert codes == [0], output
+    assert f"--constraint {panel.pip.constraints}" in output  # the core stays pinned
+    assert "Successfully installed studio-demo-plugin-0.1" in output
+    assert panel.install_button.isEnabled()
+    assert window.restart_banner.isVisibleTo(window)
+    assert "Installed" in window.restart_text.text() and "Restart" in window.restart_text.text()
+    listed = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "from importlib.metadata import entry_points as e; "
+            "print([p.value for p in e(group='studio.plugins')])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "studio_demo_plugin" in listed
+
+    assert panel.pip.uninstall("studio-demo-plugin")
+    qtbot.waitUntil(lambda: len(codes) == 2, timeout=120_000)
+    assert codes[1] == 0
+    assert "Successfully uninstalled studio-demo-plugin-0.1" in panel.pip.output.toPlainText()
+
+
 def test_constraints_pin_the_core_packages(tmp_path: Path) -> None:
     from importlib import metadata
 
