@@ -102,11 +102,16 @@ def no_leaks(qapp: QApplication) -> Iterator[None]:
     threads_before = set(threading.enumerate())
     yield
     qapp.processEvents()
-    pool = QThreadPool.globalInstance()
-    pool_done = pool.waitForDone(5000)
+    # Qt's global pool, and the windows' own (the session's and the thumbnail loader's)
+    pools = [QThreadPool.globalInstance()]
+    for w in qapp.topLevelWidgets():
+        pools += w.findChildren(QThreadPool)
     problems = []
-    if not pool_done or pool.activeThreadCount():
-        problems.append(f"{pool.activeThreadCount()} QThreadPool thread(s) still busy")
+    for pool in pools:
+        if not pool.waitForDone(5000) or pool.activeThreadCount():
+            owner = pool.parent()
+            where = type(owner).__name__ if owner is not None else "global"
+            problems.append(f"{pool.activeThreadCount()} {where} pool thread(s) still busy")
     leaked_windows = [w for w in qapp.topLevelWidgets() if w.isVisible()]
     for w in leaked_windows:
         problems.append(f"top-level window left open: {type(w).__name__} {w.windowTitle()!r}")
