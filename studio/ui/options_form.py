@@ -52,6 +52,7 @@ IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
 AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.mp3)"
 _FILTERS = {"image": IMAGE_FILTER, "mask": IMAGE_FILTER, "audio": AUDIO_FILTER}
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 #: Words shown in capitals in field titles made from names ("cpu_threads" -> "CPU threads").
@@ -389,6 +390,8 @@ class PathEditor(FieldEditor):
             if self.folder:
                 return path if path.is_dir() else None
             if self.thumb is not None and path.suffix.lower() not in _IMAGE_SUFFIXES:
+                continue
+            if self.widget_kind == "audio" and path.suffix.lower() not in _AUDIO_SUFFIXES:
                 continue
             return path
         return None
