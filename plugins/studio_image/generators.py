@@ -14,7 +14,9 @@ per-step Progress and Preview events; one Result per image, image ``i`` made wit
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -298,7 +300,10 @@ class _DiffusersImageGenerator(Generator):
                 f"model {ref!r} is an inpainting model (its UNet takes a mask): use it with the "
                 "inpainting generator"
             )
-        with quiet_model_loading():  # the first AutoPipeline access imports every pipeline module
+        # the first AutoPipeline access imports every pipeline module (the worker has usually
+        # done it through `imports`; then the quiet block would only cost time on every run)
+        imported = self.imports[0] in sys.modules
+        with contextlib.nullcontext() if imported else quiet_model_loading():
             auto = getattr(diffusers, self.auto_pipeline)
         try:
             pipe = auto.from_pipe(base)

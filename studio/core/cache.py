@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from studio.core import imports
 from studio.core.devices import empty_device_caches, is_host, is_out_of_memory
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,8 @@ class _Entry:
     hits: int = 0
     last_used: float = 0.0
     hooked: bool = False  # placed by accelerate hooks: lives in host memory, never moved
+    #: ``imports.freezes()`` when it was loaded: a later freeze may have frozen its objects
+    freezes: int = dataclasses.field(default_factory=imports.freezes)
 
 
 class _Pending:
@@ -469,6 +472,10 @@ class ModelCache:
             del self._entries[entry.key]
             self._evictions += 1
         entry.value = None
+        if entry.freezes < imports.freezes():
+            # frozen since it loaded: reference cycles in it (offload hooks make some) would
+            # never be collected, and its memory never freed
+            imports.thaw()
 
     def _warn_over_budget(self, loc: str, budget: int, incoming: int) -> None:
         if loc in self._warned:

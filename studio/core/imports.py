@@ -18,9 +18,11 @@ stops answering meanwhile:
   (:func:`gc.freeze`), so that later collections no longer walk them either.
 
 Reference counting frees memory as usual throughout; only the search for reference cycles
-waits. A cycle among objects that were alive at a freeze is not collected until the process
-ends: a freeze happens only right after an import, when nearly everything alive is
-module-level.
+waits. A cycle among objects that were alive at a freeze is not collected while they stay
+frozen. Most are module-level and live as long as the process; a model in the cache at that
+moment is not (models under accelerate's offload hooks have cycles), so the cache calls
+:func:`thaw` when it drops an entry older than the last freeze: everything goes back to the
+collector, and the next import freezes again.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ _paused = 0
 _was_enabled = False
 _preload_lock = threading.Lock()
 _preloaded: list[str] | None = None
+_freezes = 0
 
 
 @contextmanager
@@ -159,5 +162,28 @@ def import_model_libraries(*names: str) -> list[str]:
             if imported:
                 # before the collector is back on: the freeze also resets its allocation
                 # count, which would otherwise start a full collection at once
-                gc.freeze()
+                _freeze()
     return imported
+
+
+def _freeze() -> None:
+    global _freezes
+    with _gc_lock:
+        gc.freeze()
+        _freezes += 1
+
+
+def freezes() -> int:
+    """How many freezes have happened: an object made before a freeze may be frozen."""
+    return _freezes
+
+
+def thaw() -> None:
+    """Give every frozen object back to the collector (:func:`gc.unfreeze`).
+
+    For when something that was alive at a freeze is let go and may hold reference cycles:
+    they are then found by the next full collection. Costs that collection a walk over the
+    whole heap once; the next :func:`import_model_libraries` freezes again.
+    """
+    with _gc_lock:
+        gc.unfreeze()

@@ -250,3 +250,54 @@ def test_the_built_in_generators_declare_modules_that_exist() -> None:
     assert declared, "the built-in generators declare their heavy imports"
     for name in sorted(declared):
         assert importlib.util.find_spec(name) is not None, name
+
+
+# --- frozen models are given back when the cache lets them go ----------------------------------
+
+
+class _Cyclic:
+    """A cached "model" with a reference cycle, as accelerate's offload hooks leave on modules."""
+
+    def __init__(self) -> None:
+        self.me = self
+        self.weights = bytearray(1024)
+
+
+def _cyclic_cached(cache: Any, name: str) -> Any:
+    import weakref
+
+    from studio.core.cache import CacheKey
+
+    key = CacheKey(name, None, "test", "float32", "cpu")
+    with cache.acquire(key, _Cyclic, size_bytes=1024) as model:
+        return key, weakref.ref(model)
+
+
+def test_a_model_frozen_after_it_loaded_is_collected_once_the_cache_drops_it(
+    module_dir: Path,
+) -> None:
+    from studio.core.cache import ModelCache
+
+    cache = ModelCache()
+    _, alive = _cyclic_cached(cache, "frozen-later")
+    write_probe(module_dir, "studio_probe_after")
+    import_model_libraries("studio_probe_after")  # freezes the cached model too
+    assert gc.get_freeze_count() > 0
+
+    cache.free()
+    gc.collect()
+    assert alive() is None  # thawed when dropped: the cycle was found
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_model_loaded_after_the_last_freeze_leaves_the_freeze_alone(module_dir: Path) -> None:
+    from studio.core.cache import ModelCache
+
+    write_probe(module_dir, "studio_probe_before")
+    import_model_libraries("studio_probe_before")
+    frozen = gc.get_freeze_count()
+    cache = ModelCache()
+    _, alive = _cyclic_cached(cache, "loaded-later")
+    cache.free()
+    gc.collect()
+    assert alive() is None and gc.get_freeze_count() == frozen
