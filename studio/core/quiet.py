@@ -58,6 +58,9 @@ _SET_UP_ON_IMPORT = {
     "transformers": "transformers.utils.logging",
     "diffusers": "diffusers.utils.logging",
 }
+#: Libraries whose models load through another one: naming the first quiets the second too
+#: (diffusers pipelines take their text encoders from transformers).
+_LOADS_THROUGH = {"diffusers": ("transformers",)}
 #: Warnings attributed to these modules are the libraries talking about themselves.
 _LIBRARY_MODULES = r"(huggingface_hub|transformers|diffusers|peft|accelerate)(\.|$)"
 
@@ -78,6 +81,7 @@ def quiet_model_loading(*libraries: str) -> Iterator[None]:
     installed is skipped. Libraries that are not named but already imported are switched off as
     well. Name what you use to avoid importing a large library for nothing (diffusers takes over
     a second to import): a transformers-only plugin writes ``quiet_model_loading("transformers")``.
+    Naming diffusers quiets transformers as well, since diffusers pipelines load through it.
 
     Errors are untouched: exceptions propagate and error-level log records are still emitted.
     Re-entrant and thread-safe (see the module docs); switching is best effort and never makes
@@ -89,8 +93,10 @@ def quiet_model_loading(*libraries: str) -> Iterator[None]:
             f"quiet_model_loading: unknown librar{'ies' if len(unknown) > 1 else 'y'} "
             f"{', '.join(map(repr, unknown))}; allowed: {', '.join(LIBRARIES)}"
         )
+    named = libraries or LIBRARIES
+    named += tuple(other for name in named for other in _LOADS_THROUGH.get(name, ()))
     # huggingface_hub always: the others load through it (its state is saved before theirs)
-    _import_set_up(("huggingface_hub", *(libraries or LIBRARIES)))
+    _import_set_up(tuple(dict.fromkeys(("huggingface_hub", *named))))
     _enter()
     try:
         yield

@@ -602,8 +602,6 @@ class DeviceWorker:
         self._emit(job, Progress(0, 0, f"importing {', '.join(sorted(libraries))}"))
         # quietly: the libraries talk while they import (optional extras missing, deprecations)
         quiet = libraries & set(LIBRARIES)
-        if "diffusers" in quiet:
-            quiet.add("transformers")  # diffusers' pipelines import their text encoders from it
         with quiet_model_loading(*sorted(quiet)) if quiet else contextlib.nullcontext():
             import_model_libraries(*component.imports)
 

@@ -252,3 +252,23 @@ def test_only_named_or_imported_libraries_are_imported() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [[], ["transformers"]]
+
+
+def test_naming_diffusers_quiets_transformers_too() -> None:
+    """diffusers pipelines load their text encoders through transformers, which talks."""
+    code = (
+        "import json, logging\n"
+        "from studio.core.quiet import quiet_model_loading\n"
+        "with quiet_model_loading('diffusers'):\n"
+        "    level = logging.getLogger('transformers').getEffectiveLevel()\n"
+        "print(json.dumps(level))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(quiet.__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == logging.ERROR
