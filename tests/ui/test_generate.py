@@ -52,7 +52,8 @@ def test_image_previews_update_per_step(window: Any, studio: Any, qtbot: Any) ->
     assert all(caption.startswith("step ") and unsaved for caption, unsaved, _w in shown)
     assert (canvas.image.width(), canvas.image.height()) == (32, 24)
     assert canvas.path is not None and canvas.path.suffix == ".png"
-    assert panel.status.text().startswith("Done")
+    # the saved file can be shown a moment before the job's end state reaches the panel
+    qtbot.waitUntil(lambda: panel.status.text().startswith("Done"), timeout=WAIT)
     assert not panel.cancel_button.isEnabled()
 
 
