@@ -197,7 +197,7 @@ def run(quick: bool = False) -> list[dict]:
     import studio_audio
     from studio.core.context import RunContext
     from studio.core.devices import configure_cpu_threads, default_dtype
-    from studio.core.generator import GenerationRequest, RunRequest
+    from studio.core.generator import GenerationRequest, GenerationRun
     from studio.core.options import validate_options
     from studio.core.studio import Studio
     from studio.testing.models_audio import tiny_musicgen, tiny_stable_audio, tiny_vits
@@ -269,21 +269,21 @@ def run(quick: bool = False) -> list[dict]:
             bare_music = _BareMusic(music_dir, device, dtype)
             bare_speech = _BareSpeech(speech_dir, device)
             bare_sound = _BareSound(sound_dir, device, dtype)
-            music_run = RunRequest(
+            music_run = GenerationRun(
                 "musicgen",
                 MUSIC_PROMPT,
                 str(music_dir),
                 1,
                 validate_options(TextToMusic.Options, music_options),
             )
-            speech_run = RunRequest(
+            speech_run = GenerationRun(
                 "vits",
                 SPEECH_TEXT,
                 str(speech_dir),
                 1,
                 validate_options(TextToSpeech.Options, speech_options),
             )
-            sound_run = RunRequest(
+            sound_run = GenerationRun(
                 "stable-audio",
                 SOUND_PROMPT,
                 str(sound_dir),

@@ -96,7 +96,7 @@ def _plugin_runner(
 ) -> Callable[[], Any]:
     from studio.core.context import RunContext
     from studio.core.events import ImageOutput, Result
-    from studio.core.generator import RunRequest
+    from studio.core.generator import GenerationRun
     from studio.core.options import validate_options
     from studio.core.refs import sha256_file
     from studio.core.settings import Settings
@@ -106,7 +106,7 @@ def _plugin_runner(
     hash_file = functools.lru_cache(maxsize=None)(sha256_file)
 
     def once() -> Any:
-        request = RunRequest(
+        request = GenerationRun(
             generator=TextToImage.id,
             prompt=PROMPT,
             model=str(folder),

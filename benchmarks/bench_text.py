@@ -131,10 +131,10 @@ def _plugin_run(
 ) -> tuple[int, float, float, float, float]:
     """(new tokens, seconds, CPU seconds, seconds and CPU seconds to the first Partial)."""
     from studio.core.events import Partial, Result
-    from studio.core.generator import RunRequest
+    from studio.core.generator import GenerationRun
     from studio_text import TextGenerator, TextOptions
 
-    request = RunRequest(
+    request = GenerationRun(
         generator=TextGenerator.id,
         prompt=PROMPT,
         model=str(folder),

@@ -1,15 +1,38 @@
 """aigc-studio: a desktop creative studio for text, images and audio from local models.
 
-The public API for plugin authors is what this module exports; everything here is Qt-free and
-imports no model library.
+The public API for plugin authors is what this module exports (and the testing kit,
+``studio.testing``); a plugin imports nothing else from the studio. Everything here is Qt-free
+and imports no model library. ``API_VERSION`` is the version of this API; a plugin declares the
+range it supports (``studio_api = ">=1.0,<2"`` in its module).
 """
 
+from studio.core.context import RecipeNotes, RunContext, TrainContext
+from studio.core.devices import (
+    default_dtype,
+    device_memory_total,
+    empty_device_caches,
+    host_memory_total,
+    is_host,
+    is_out_of_memory,
+    torch_dtype,
+)
+from studio.core.errors import (
+    Cancelled,
+    InvalidRequest,
+    ModelNotFound,
+    OptionsError,
+    PluginError,
+    StudioError,
+    UnsafeWeightsError,
+)
 from studio.core.events import (
     AdapterOutput,
     AudioOutput,
     ImageOutput,
+    Modality,
     Note,
     Partial,
+    PluginEvent,
     Preview,
     Progress,
     Result,
@@ -17,34 +40,60 @@ from studio.core.events import (
     TextOutput,
     TrainStep,
 )
-from studio.core.generator import GenerationRequest, Generator, LoraSpec, RunRequest
-from studio.core.hookspecs import hookimpl
+from studio.core.generator import GenerationRequest, GenerationRun, Generator, LoraSpec
+from studio.core.hashing import sha256_file
+from studio.core.hookspecs import API_VERSION, hookimpl
 from studio.core.options import BaseOptions
-from studio.core.training import IngestReport, Trainer, TrainingRequest, TrainRunRequest
+from studio.core.quiet import quiet_model_loading
+from studio.core.refs import ResolvedModel
+from studio.core.training import IngestReport, Trainer, TrainingRequest, TrainingRun
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "API_VERSION",
     "AdapterOutput",
     "AudioOutput",
     "BaseOptions",
+    "Cancelled",
     "GenerationRequest",
+    "GenerationRun",
     "Generator",
     "ImageOutput",
     "IngestReport",
+    "InvalidRequest",
     "LoraSpec",
+    "Modality",
+    "ModelNotFound",
     "Note",
+    "OptionsError",
     "Partial",
+    "PluginError",
+    "PluginEvent",
     "Preview",
     "Progress",
+    "RecipeNotes",
+    "ResolvedModel",
     "Result",
-    "RunRequest",
+    "RunContext",
     "Sample",
+    "StudioError",
     "TextOutput",
-    "TrainRunRequest",
+    "TrainContext",
     "TrainStep",
     "Trainer",
     "TrainingRequest",
+    "TrainingRun",
+    "UnsafeWeightsError",
     "__version__",
+    "default_dtype",
+    "device_memory_total",
+    "empty_device_caches",
     "hookimpl",
+    "host_memory_total",
+    "is_host",
+    "is_out_of_memory",
+    "quiet_model_loading",
+    "sha256_file",
+    "torch_dtype",
 ]

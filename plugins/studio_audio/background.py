@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from studio.core.context import RunContext
+    from studio import RunContext
 
 T = TypeVar("T")
 

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from studio.core.errors import InvalidRequest
-from studio.core.hashing import sha256_file
+from studio import InvalidRequest, sha256_file
 from studio_audio.resample import resample
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.core.errors import InvalidRequest, StudioError
+from studio import InvalidRequest, StudioError
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -7,10 +7,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from studio.core.errors import Cancelled, InvalidRequest
-from studio.core.events import Note, PluginEvent, Preview, Progress, Result
-from studio.core.generator import Generator, RunRequest
-from studio.core.quiet import quiet_model_loading
+from studio import (
+    Cancelled,
+    GenerationRun,
+    Generator,
+    InvalidRequest,
+    Note,
+    PluginEvent,
+    Preview,
+    Progress,
+    Result,
+    quiet_model_loading,
+)
 from studio_audio.background import run_cancellable
 from studio_audio.modelinfo import MusicgenInfo, peek_model_folder, require_folder
 from studio_audio.options import MusicOptions
@@ -18,7 +26,7 @@ from studio_audio.options import MusicOptions
 if TYPE_CHECKING:
     import numpy as np
 
-    from studio.core.context import RunContext
+    from studio import RunContext
     from studio_audio.melody import MelodyAudio
 
 KIND = "transformers-musicgen"
@@ -32,7 +40,7 @@ def load_musicgen(folder: Path, info: MusicgenInfo, device: str, dtype: str) -> 
         MusicgenMelodyForConditionalGeneration,
     )
 
-    from studio.core.devices import torch_dtype
+    from studio import torch_dtype
 
     cls: Any = (
         MusicgenMelodyForConditionalGeneration if info.melody else MusicgenForConditionalGeneration
@@ -69,7 +77,7 @@ class TextToMusic(Generator):
         "generates; MusicGen-melody models also follow a melody file."
     )
 
-    def check(self, request: RunRequest) -> None:
+    def check(self, request: GenerationRun) -> None:
         opts: MusicOptions = request.options
         if not request.prompt.strip():
             raise InvalidRequest("the music description is empty; describe the music to make")
@@ -86,8 +94,8 @@ class TextToMusic(Generator):
         info.check_melody(opts.melody)
         info.check_duration(opts.duration)
 
-    def run(self, request: RunRequest, ctx: RunContext) -> Iterator[PluginEvent]:
-        from studio.core.devices import default_dtype
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
+        from studio import default_dtype
         from studio_audio.melody import prepare_melody
         from studio_audio.output import build_output, to_frames_channels
 
@@ -138,7 +146,7 @@ class TextToMusic(Generator):
     def _work(
         model: Any,
         info: MusicgenInfo,
-        request: RunRequest,
+        request: GenerationRun,
         kwargs: dict[str, Any],
         melody: MelodyAudio | None,
         ctx: RunContext,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.core.events import Preview, Progress
+from studio import Preview, Progress
 from studio_audio.modelinfo import MusicgenInfo
 
 #: Frames decoded before a preview chunk as context, so that chunk edges sound continuous.

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from studio.core.options import BaseOptions
+from studio import BaseOptions
 
 #: file format choices -> (soundfile format, subtype) for the artifact writer.
 FORMATS: dict[str, tuple[str, str]] = {

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.core.events import AudioOutput, Note
+from studio import AudioOutput, Note
 from studio_audio.loudness import normalize
 from studio_audio.options import FORMATS, AudioFileOptions
 

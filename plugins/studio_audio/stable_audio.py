@@ -23,10 +23,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from studio.core.errors import Cancelled, InvalidRequest, ModelNotFound
-from studio.core.events import Note, PluginEvent, Progress, Result
-from studio.core.generator import Generator, RunRequest
-from studio.core.quiet import quiet_model_loading
+from studio import (
+    Cancelled,
+    GenerationRun,
+    Generator,
+    InvalidRequest,
+    ModelNotFound,
+    Note,
+    PluginEvent,
+    Progress,
+    Result,
+    quiet_model_loading,
+)
 from studio_audio.background import run_cancellable
 from studio_audio.modelinfo import StableAudioInfo, peek_model_folder, require_folder
 from studio_audio.options import StableAudioOptions
@@ -34,7 +42,7 @@ from studio_audio.options import StableAudioOptions
 if TYPE_CHECKING:
     import numpy as np
 
-    from studio.core.context import RunContext
+    from studio import RunContext
 
 #: The cache kind of every diffusers pipeline: the same weights loaded once, whoever asks.
 KIND = "diffusers-pipeline"
@@ -100,7 +108,7 @@ def load_stable_audio(folder: Path, device: str, dtype: str, *, allow_pickle: bo
     """
     from diffusers import StableAudioPipeline
 
-    from studio.core.devices import is_out_of_memory, torch_dtype
+    from studio import is_out_of_memory, torch_dtype
 
     ignore_known_warnings()
     try:
@@ -169,7 +177,7 @@ def step_callback_kwargs(pipe: Any, on_step: Callable[[int], None]) -> dict[str,
     return {"callback": legacy, "callback_steps": 1}
 
 
-def _read_info(request: RunRequest, folder: Path | None) -> StableAudioInfo | None:
+def _read_info(request: GenerationRun, folder: Path | None) -> StableAudioInfo | None:
     if folder is not None:
         return StableAudioInfo.read(folder)
     return StableAudioInfo.known(request.model)
@@ -191,7 +199,7 @@ class TextToAudio(Generator):
         "'128 BPM techno drum loop'), up to about 47 s, with Stable Audio Open."
     )
 
-    def check(self, request: RunRequest) -> None:
+    def check(self, request: GenerationRun) -> None:
         opts: StableAudioOptions = request.options
         if not request.prompt.strip():
             raise InvalidRequest("the sound description is empty; describe the sound to make")
@@ -201,8 +209,8 @@ class TextToAudio(Generator):
         info.check_duration(opts.duration)
         info.check_scheduler()
 
-    def run(self, request: RunRequest, ctx: RunContext) -> Iterator[PluginEvent]:
-        from studio.core.devices import default_dtype
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
+        from studio import default_dtype
         from studio_audio.output import build_output, to_frames_channels
 
         opts: StableAudioOptions = request.options
@@ -245,7 +253,7 @@ class TextToAudio(Generator):
 
     @staticmethod
     def _work(
-        pipe: Any, request: RunRequest, ctx: RunContext
+        pipe: Any, request: GenerationRun, ctx: RunContext
     ) -> Callable[[Callable[[Any], None], threading.Event], np.ndarray]:
         """The blocking part, run on a helper thread: the pipeline call with its callback."""
 

@@ -7,16 +7,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from studio.core.errors import InvalidRequest
-from studio.core.events import Note, PluginEvent, Preview, Progress, Result
-from studio.core.generator import Generator, RunRequest
-from studio.core.quiet import quiet_model_loading
+from studio import (
+    GenerationRun,
+    Generator,
+    InvalidRequest,
+    Note,
+    PluginEvent,
+    Preview,
+    Progress,
+    Result,
+    quiet_model_loading,
+)
 from studio_audio.modelinfo import VitsInfo, peek_model_folder, require_folder
 from studio_audio.options import SpeechOptions
 from studio_audio.text import split_sentences
 
 if TYPE_CHECKING:
-    from studio.core.context import RunContext
+    from studio import RunContext
 
 #: Cache kind for VITS weights (a generator asking for the same kind shares the loaded model).
 KIND = "transformers-vits"
@@ -94,7 +101,7 @@ class TextToSpeech(Generator):
         "languages). Multi-speaker models take a speaker number; speed and variation are options."
     )
 
-    def check(self, request: RunRequest) -> None:
+    def check(self, request: GenerationRun) -> None:
         _check_text(request.prompt)
         folder = peek_model_folder(request.model)
         if folder is None:
@@ -103,7 +110,7 @@ class TextToSpeech(Generator):
         info.check_speaker(request.options.speaker)
         info.check_phonemizer()
 
-    def run(self, request: RunRequest, ctx: RunContext) -> Iterator[PluginEvent]:
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
         import numpy as np
         import torch
 

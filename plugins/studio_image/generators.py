@@ -21,11 +21,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from studio.core.errors import InvalidRequest, ModelNotFound, OptionsError
-from studio.core.events import ImageOutput, Note, PluginEvent, Progress, Result
-from studio.core.generator import Generator, RunRequest
-from studio.core.options import BaseOptions
-from studio.core.quiet import quiet_model_loading
+from studio import (
+    BaseOptions,
+    GenerationRun,
+    Generator,
+    ImageOutput,
+    InvalidRequest,
+    ModelNotFound,
+    Note,
+    OptionsError,
+    PluginEvent,
+    Progress,
+    Result,
+    quiet_model_loading,
+)
 from studio_image import images as imageio
 from studio_image.families import model_defaults, steps_hint
 from studio_image.loading import (
@@ -43,7 +52,7 @@ from studio_image.running import Emit, run_pipeline
 from studio_image.schedulers import curated_name, display_name, make_scheduler
 
 if TYPE_CHECKING:
-    from studio.core.context import RunContext
+    from studio import RunContext
 
 #: A small, fast, openly licensed model (see resources/catalog.json).
 DEFAULT_MODEL = "nota-ai/bk-sdm-small"
@@ -78,7 +87,7 @@ def _check_model_ref(ref: str) -> None:
             f"model {ref!r} is not a diffusers pipeline folder (no model_index.json); the image "
             "generators take a diffusers folder, a hub id or a single .safetensors checkpoint"
         )
-    from studio.core.refs import ResolvedModel
+    from studio import ResolvedModel
 
     check_weights(ResolvedModel(ref, "folder", path.resolve(), None, None))
 
@@ -111,7 +120,7 @@ class _DiffusersImageGenerator(Generator):
     auto_pipeline: ClassVar[str] = "AutoPipelineForText2Image"
 
     # -- before any model work -----------------------------------------------------------------
-    def check(self, request: RunRequest) -> None:
+    def check(self, request: GenerationRun) -> None:
         """Input files, sizes, step counts and local model/adapter files, without loading."""
         opts = request.options
         _check_model_ref(request.model)
@@ -137,7 +146,7 @@ class _DiffusersImageGenerator(Generator):
             _check_strength(steps, strength)
 
     # -- the run -------------------------------------------------------------------------------
-    def run(self, request: RunRequest, ctx: RunContext) -> Iterator[PluginEvent]:
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
         """Generate ``batch_size`` images; see the module docs for the order of things."""
         opts = request.options
         ctx.check_cancelled()
@@ -147,7 +156,7 @@ class _DiffusersImageGenerator(Generator):
 
         yield Progress(0, 0, "loading model")
         resolved = ctx.resolve_model(request.model)
-        from studio.core.devices import default_dtype
+        from studio import default_dtype
 
         dtype_name = default_dtype(ctx.device) if opts.dtype == "auto" else opts.dtype
         offload = False

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.core.errors import InvalidRequest
+from studio import InvalidRequest
 
 _RGB_LIKE = {"RGB", "RGBX", "YCbCr"}
 _GREY = {"L", "1"}

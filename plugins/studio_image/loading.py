@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio.core.errors import InvalidRequest, ModelNotFound
-from studio.core.quiet import quiet_model_loading
+from studio import InvalidRequest, ModelNotFound, quiet_model_loading
 
 if TYPE_CHECKING:
-    from studio.core.refs import ResolvedModel
+    from studio import ResolvedModel
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +297,7 @@ def place(pipe: Any, device: str, *, offload: bool) -> None:
             unet.to(memory_format=torch.channels_last)
     elif device == "mps":
         pipe.to("mps")
-        from studio.core.devices import host_memory_total
+        from studio import host_memory_total
 
         if host_memory_total() < 64 * 1024**3:
             pipe.enable_attention_slicing()
@@ -319,7 +318,7 @@ def make_loader(
     """The cache loader for ``resolved``: a pipeline on ``device``, ready to run."""
 
     def load() -> Any:
-        from studio.core.devices import is_out_of_memory, torch_dtype
+        from studio import is_out_of_memory, torch_dtype
 
         check_weights(resolved)
         dtype = torch_dtype(dtype_name)

@@ -26,12 +26,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio.core.errors import InvalidRequest, ModelNotFound
-from studio.core.quiet import quiet_model_loading
+from studio import InvalidRequest, ModelNotFound, quiet_model_loading
 
 if TYPE_CHECKING:
-    from studio.core.context import RunContext
-    from studio.core.generator import LoraSpec
+    from studio import LoraSpec, RunContext
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from studio.core.options import BaseOptions
+from studio import BaseOptions
 from studio_image.schedulers import SchedulerName
 
 #: Largest side accepted (VAE tiling keeps the decoder within memory up to this size).

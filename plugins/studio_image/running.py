@@ -20,12 +20,11 @@ import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from studio.core.errors import Cancelled
-from studio.core.events import Note, Preview, Progress
+from studio import Cancelled, Note, Preview, Progress
 from studio_image.previews import latents_to_images
 
 if TYPE_CHECKING:
-    from studio.core.context import RunContext
+    from studio import RunContext
 
 Emit = Callable[[Any], None]
 
@@ -39,7 +38,7 @@ _DONE = object()
 
 def free_memory(device: str) -> None:
     """Collect garbage and give cached accelerator memory back."""
-    from studio.core.devices import empty_device_caches
+    from studio import empty_device_caches
 
     gc.collect()
     if not device.startswith("cpu"):

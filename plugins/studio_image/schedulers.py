@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from studio.core.errors import OptionsError
+from studio import OptionsError
 
 SchedulerName = Literal[
     "default",

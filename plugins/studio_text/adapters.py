@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio.core.errors import InvalidRequest, ModelNotFound, UnsafeWeightsError
-from studio.core.quiet import quiet_model_loading
+from studio import InvalidRequest, ModelNotFound, UnsafeWeightsError, quiet_model_loading
 
 if TYPE_CHECKING:
-    from studio.core.context import RunContext
-    from studio.core.generator import LoraSpec
+    from studio import LoraSpec, RunContext
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

@@ -7,9 +7,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from studio.core.errors import InvalidRequest
-from studio.core.events import Note, Partial, PluginEvent, Progress, Result, TextOutput
-from studio.core.generator import Generator, RunRequest
+from studio import (
+    GenerationRun,
+    Generator,
+    InvalidRequest,
+    Note,
+    Partial,
+    PluginEvent,
+    Progress,
+    Result,
+    TextOutput,
+)
 
 from .adapters import AdapterSource, applied, find_adapter
 from .decoding import Sampling, stream_generate
@@ -27,7 +35,7 @@ from .options import TextOptions
 from .prompting import PromptPlan, build_prompt
 
 if TYPE_CHECKING:
-    from studio.core.context import RunContext
+    from studio import RunContext
 
 #: The catalog's small instruct model (resources/catalog.json): Apache-2.0, ~724 MB.
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
@@ -57,7 +65,7 @@ class TextGenerator(Generator):
     imports: ClassVar[tuple[str, ...]] = ("transformers.modeling_utils",)
 
     # -- before any model work ------------------------------------------------------------------
-    def check(self, request: RunRequest) -> None:
+    def check(self, request: GenerationRun) -> None:
         """Refuse what is wrong on disk already (no model is loaded here): a local model that is
         not a transformers folder, adapters given as paths that do not exist."""
         local = Path(request.model).expanduser()
@@ -80,7 +88,7 @@ class TextGenerator(Generator):
                 )
 
     # -- the run ---------------------------------------------------------------------------------
-    def run(self, request: RunRequest, ctx: RunContext) -> Iterator[PluginEvent]:
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
         import torch
 
         opts = _options(request.options)

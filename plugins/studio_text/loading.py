@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio.core.errors import InvalidRequest, ModelNotFound
-from studio.core.quiet import quiet_model_loading
+from studio import InvalidRequest, ModelNotFound, quiet_model_loading
 
 from .detok import fast_decoder
 from .prompting import context_length
@@ -26,8 +25,7 @@ from .prompting import context_length
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from studio.core.context import RunContext
-    from studio.core.refs import ResolvedModel
+    from studio import ResolvedModel, RunContext
 
 #: Cache kinds of the two entries (a plugin needing the same weights as a causal LM shares them).
 INFO_KIND = "causal-lm-tokenizer"
@@ -140,7 +138,7 @@ def use_info(ctx: RunContext, resolved: ResolvedModel) -> Any:
 
 def pick_dtype(device: str) -> str:
     """CPU float32; CUDA bfloat16 where the GPU has it, else float16; MPS float16."""
-    from studio.core.devices import default_dtype
+    from studio import default_dtype
 
     return default_dtype(device, prefer="bfloat16")
 
@@ -241,8 +239,8 @@ def load_causal_lm(resolved: ResolvedModel, device: str, dtype: str) -> Any:
     """Load the weights with ``AutoModelForCausalLM`` on ``device`` in ``dtype``, for inference."""
     from transformers import AutoModelForCausalLM
 
+    from studio import is_host, torch_dtype
     from studio.core import refs
-    from studio.core.devices import is_host, torch_dtype
 
     folder = model_folder(resolved)
     safe = any(f.suffix == ".safetensors" for f in refs.weights_files(resolved))

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from studio.core.options import BaseOptions
+from studio import BaseOptions
 
 Mode = Literal["auto", "chat", "continuation"]
 

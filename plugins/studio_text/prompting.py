@@ -2,7 +2,7 @@
 
 Chat history lives in the artifact chain: each chat output stores its reply and the whole
 conversation (``extra["messages"]``) in its recipe; a request that continues an artifact
-(``request.parent``) gets the chain's recipes (``RunRequest.parent_recipes``, oldest first) and
+(``request.parent``) gets the chain's recipes (``GenerationRun.parent_recipes``, oldest first) and
 the conversation is rebuilt from them. Continuation mode does the same with the running document
 (``extra["document"]``).
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from studio.core.errors import InvalidRequest
+from studio import InvalidRequest
 
 Message = dict[str, str]
 

@@ -38,7 +38,7 @@ from studio.core.events import AudioOutput, ImageOutput, Output, TextOutput
 
 if TYPE_CHECKING:
     from studio.core.context import RecipeNotes
-    from studio.core.generator import Generator, RunRequest
+    from studio.core.generator import GenerationRun, Generator
 
 __all__ = [
     "AUDIO_FORMATS",
@@ -143,7 +143,7 @@ def build_recipe(
     plugin_version: str,
     generator_cls: type[Generator],
     task: str,
-    request: RunRequest,
+    request: GenerationRun,
     notes: RecipeNotes,
     device: str,
     output: Output,

@@ -33,6 +33,9 @@ class RecipeNotes:
     model: dict[str, Any] | None = None
     adapters: list[dict[str, Any]] = field(default_factory=list)
     dtype: str | None = None
+    #: option values the run chose itself (an option left at "auto"); they replace the requested
+    #: values in the recipe's ``options``, so that the recipe replays them.
+    options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,6 +63,28 @@ class RunContext:
         if self.cancel_event.is_set():
             raise Cancelled()
 
+    # -- policy ----------------------------------------------------------------------------
+    @property
+    def offline(self) -> bool:
+        """Whether the network may not be used (the user's setting or ``HF_HUB_OFFLINE``)."""
+        from studio.core.refs import hub_offline
+
+        return self.settings.offline or hub_offline()
+
+    def allows_pickle(self, ref: str) -> bool:
+        """Whether the user allowed pickle-based weights for this model reference."""
+        return ref in self.settings.allow_pickle
+
+    # -- recipe ----------------------------------------------------------------------------
+    def record_options(self, **values: Any) -> None:
+        """Record option values the run chose itself (e.g. a model family's default size).
+
+        They replace the requested values in the recipe's ``options`` so that ``regenerate``
+        replays exactly what ran. This is the one way to put chosen values in the recipe; the
+        request's options are never written back. Free-form facts go to ``recipe.extra``.
+        """
+        self.recipe.options.update(values)
+
     # -- models ----------------------------------------------------------------------------
     def resolve_model(self, ref: str, *, allow_download: bool = True) -> ResolvedModel:
         """Resolve a reference (hub id, folder, .safetensors file) under the safety settings."""
@@ -67,8 +92,8 @@ class RunContext:
 
         return resolve(
             ref,
-            allow_pickle=ref in self.settings.allow_pickle,
-            allow_download=allow_download and not self.settings.offline,
+            allow_pickle=self.allows_pickle(ref),
+            allow_download=allow_download and not self.offline,
         )
 
     @contextmanager

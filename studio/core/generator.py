@@ -3,7 +3,8 @@
 A generator is a class whose metadata lives at class level, so listing plugins imports no model
 library. The studio validates a :class:`GenerationRequest` against the generator's ``Options``
 before any model work, then calls :meth:`Generator.run` on the device worker thread with a
-:class:`RunRequest` (seed chosen, options validated) and a :class:`~studio.core.context.RunContext`.
+:class:`GenerationRun` (seed chosen, options validated) and a
+:class:`~studio.core.context.RunContext`.
 """
 
 from __future__ import annotations
@@ -20,17 +21,6 @@ from studio.core.options import BaseOptions
 
 if TYPE_CHECKING:
     from studio.core.context import RunContext
-
-#: Tasks the studio knows how to present; plugins may declare others.
-KNOWN_TASKS = (
-    "text-generation",
-    "text-to-image",
-    "image-to-image",
-    "inpainting",
-    "text-to-speech",
-    "text-to-music",
-    "text-to-audio",
-)
 
 
 class LoraSpec(BaseModel):
@@ -73,7 +63,7 @@ class GenerationRequest(BaseModel):
 
 
 @dataclass
-class RunRequest:
+class GenerationRun:
     """What ``Generator.run`` receives: the request with its seed fixed and options validated."""
 
     generator: str
@@ -109,12 +99,12 @@ class Generator:
     #: (:func:`studio.core.imports.import_model_libraries`).
     imports: ClassVar[tuple[str, ...]] = ()
 
-    def check(self, request: RunRequest) -> None:
+    def check(self, request: GenerationRun) -> None:
         """Extra validation before any model work (files exist, sizes fit). Raise InvalidRequest.
 
         Runs on the submitting thread: never load a model here.
         """
 
-    def run(self, request: RunRequest, ctx: RunContext) -> Iterator[PluginEvent]:
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
         """Produce the outputs, yielding Progress/Preview/Partial/Note events and Results."""
         raise NotImplementedError

@@ -15,6 +15,10 @@ import pluggy
 
 PROJECT = "studio"
 
+#: The plugin API's version (semver). A plugin declares the range it supports in a module
+#: attribute, ``studio_api = ">=1.0,<2"``; the host refuses a plugin whose range excludes this.
+API_VERSION = "1.0.0"
+
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 

@@ -88,6 +88,14 @@ class ResolvedModel:
         """The folder layout (see :func:`detect_layout`)."""
         return detect_layout(self.path)
 
+    def weights_files(self) -> list[Path]:
+        """The weights files the model loads from (see :func:`weights_files`)."""
+        return weights_files(self)
+
+    def estimated_bytes(self) -> int:
+        """Sum of the weights files' sizes: a first estimate of the memory the model needs."""
+        return estimate_bytes(self)
+
 
 # --- public API --------------------------------------------------------------------------------
 

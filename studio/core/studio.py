@@ -41,7 +41,7 @@ from studio.core.events import (
     Preview,
     Sample,
 )
-from studio.core.generator import GenerationRequest, Generator, LoraSpec, RunRequest
+from studio.core.generator import GenerationRequest, GenerationRun, Generator, LoraSpec
 from studio.core.options import validate_options
 from studio.core.paths import StudioPaths, default_home
 from studio.core.plugins import PluginHost
@@ -55,7 +55,7 @@ from studio.core.records import (
 )
 from studio.core.settings import Settings
 from studio.core.store import Store
-from studio.core.training import IngestReport, Trainer, TrainingRequest, TrainRunRequest
+from studio.core.training import IngestReport, Trainer, TrainingRequest, TrainingRun
 from studio.core.worker import DeviceWorker, Job, Prepared, WorkerServices, one_line, slug
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ class Studio:
         return list(self.plugins.trainers.values())
 
     # -- validation ------------------------------------------------------------------------------
-    def prepare(self, request: GenerationRequest) -> RunRequest:
+    def prepare(self, request: GenerationRequest) -> GenerationRun:
         """Validate ``request`` completely, before any model work; return what ``run`` gets.
 
         Checks the generator, prompt, options, model, adapters (library names resolve to their
@@ -258,7 +258,7 @@ class Studio:
         allowed.
         """
         prepared, _ = self._prepare_generation(request)
-        assert isinstance(prepared.request, RunRequest)
+        assert isinstance(prepared.request, GenerationRun)
         return prepared.request
 
     def _prepare_generation(self, request: GenerationRequest) -> tuple[Prepared, dict[str, Any]]:
@@ -282,7 +282,7 @@ class Studio:
             raise InvalidRequest("keep_indices must be output indices >= 0")
         out_dir = self._check_out_dir(request.out_dir)
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-        run_request = RunRequest(
+        run_request = GenerationRun(
             generator=cls.id,
             prompt=request.prompt,
             model=model,
@@ -375,7 +375,7 @@ class Studio:
                 f"no usable files in {dataset} for trainer {cls.id!r}"
                 + (f" (skipped {skipped})" if skipped else " (the folder is empty)")
             )
-        run_request = TrainRunRequest(
+        run_request = TrainingRun(
             trainer=cls.id,
             base_model=base_model,
             dataset=dataset,

@@ -47,7 +47,7 @@ class IngestReport:
 
 
 @dataclass
-class TrainRunRequest:
+class TrainingRun:
     """What ``Trainer.run`` receives."""
 
     trainer: str
@@ -74,6 +74,6 @@ class Trainer:
         """Inspect ``dataset`` (a folder of the artist's files) without loading any model."""
         raise NotImplementedError
 
-    def run(self, request: TrainRunRequest, ctx: TrainContext) -> Iterator[PluginEvent]:
+    def run(self, request: TrainingRun, ctx: TrainContext) -> Iterator[PluginEvent]:
         """Train, calling ``ctx.step_boundary()`` between steps and checkpointing via ctx."""
         raise NotImplementedError

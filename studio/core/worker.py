@@ -52,11 +52,11 @@ from studio.core.events import (
     TrainStep,
     event_type,
 )
-from studio.core.generator import Generator, RunRequest
+from studio.core.generator import GenerationRun, Generator
 from studio.core.imports import import_model_libraries
 from studio.core.quiet import LIBRARIES, quiet_model_loading
 from studio.core.records import AdapterRecord, ArtifactRecord, JobKind, JobRecord, Priority
-from studio.core.training import Trainer, TrainRunRequest
+from studio.core.training import Trainer, TrainingRun
 
 if TYPE_CHECKING:
     from studio.core.cache import ModelCache
@@ -82,7 +82,7 @@ class Prepared:
     """A job ready to run: the plugin class and its validated request."""
 
     component: type[Generator] | type[Trainer]
-    request: RunRequest | TrainRunRequest
+    request: GenerationRun | TrainingRun
     #: generations: the folder artifacts are written to.
     out_dir: Path | None = None
     #: generations: only outputs with these indices are kept (``None``: all).
@@ -728,7 +728,7 @@ class DeviceWorker:
 
     def _run_generation(self, job: Job, prepared: Prepared) -> None:
         generator = prepared.component()
-        assert isinstance(generator, Generator) and isinstance(prepared.request, RunRequest)
+        assert isinstance(generator, Generator) and isinstance(prepared.request, GenerationRun)
         ctx: RunContext = self._context(job)
         for event in _closing(generator.run(prepared.request, ctx)):
             self._handle(job, prepared, ctx, event)
@@ -752,7 +752,7 @@ class DeviceWorker:
             return
         self._emit(job, event)
         if isinstance(event, Result):
-            if isinstance(prepared.request, RunRequest):
+            if isinstance(prepared.request, GenerationRun):
                 self._save_artifact(job, prepared, ctx, event)
             else:
                 log.warning(
@@ -765,7 +765,7 @@ class DeviceWorker:
         output = result.output
         assert not isinstance(output, AdapterOutput)
         request = prepared.request
-        assert isinstance(request, RunRequest)
+        assert isinstance(request, GenerationRun)
         cls = prepared.component
         assert issubclass(cls, Generator)
         plugin_name, plugin_version = self._plugin_of(cls.id)
@@ -810,7 +810,7 @@ class DeviceWorker:
     # -- trainings ---------------------------------------------------------------------------------
     def _run_training(self, job: Job, prepared: Prepared) -> None:
         trainer = prepared.component()
-        assert isinstance(trainer, Trainer) and isinstance(prepared.request, TrainRunRequest)
+        assert isinstance(trainer, Trainer) and isinstance(prepared.request, TrainingRun)
         checkpoints = CheckpointStore(self.services.paths.checkpoints / job.id)
         ctx: TrainContext = self._context(
             job,

@@ -39,9 +39,9 @@ from studio.core.events import (
     TrainStep,
     event_type,
 )
-from studio.core.generator import Generator, RunRequest
+from studio.core.generator import GenerationRun, Generator
 from studio.core.options import BaseOptions
-from studio.core.training import IngestReport, Trainer, TrainRunRequest
+from studio.core.training import IngestReport, Trainer, TrainingRun
 
 if TYPE_CHECKING:
     from studio.core.context import RunContext, TrainContext
@@ -116,7 +116,7 @@ class FakeTextGenerator(Generator):
     Options = FakeTextOptions
     description = "Deterministic words for tests; no model."
 
-    def run(self, request: RunRequest, ctx: RunContext) -> Iterator[PluginEvent]:
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
         opts: FakeTextOptions = request.options
         chunks = fake_text(request.prompt, request.seed, opts.max_tokens)
         for i, chunk in enumerate(chunks, start=1):
@@ -139,7 +139,7 @@ class FakeNoopGenerator(Generator):
     prompt_required = False
     description = "Yields one progress event and no output (queue benchmarks)."
 
-    def run(self, request: RunRequest, ctx: RunContext) -> Iterator[PluginEvent]:
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
         ctx.check_cancelled()
         yield Progress(1, 1)
 
@@ -181,7 +181,7 @@ class FakeImageGenerator(Generator):
     supports_lora = True
     description = "Seeded noise images for tests; no model."
 
-    def run(self, request: RunRequest, ctx: RunContext) -> Iterator[PluginEvent]:
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
         from PIL import Image
 
         opts: FakeImageOptions = request.options
@@ -202,7 +202,7 @@ class FakeImageGenerator(Generator):
             yield Result(ImageOutput(image, seed=seed, index=index, extra={"sampler": "fake"}))
 
     @staticmethod
-    def _apply_loras(request: RunRequest, ctx: RunContext) -> int:
+    def _apply_loras(request: GenerationRun, ctx: RunContext) -> int:
         shift = 0
         for lora in request.loras:
             path = Path(lora.ref)
@@ -232,7 +232,7 @@ class FailingGenerator(Generator):
     prompt_required = False
     description = "Raises on purpose."
 
-    def run(self, request: RunRequest, ctx: RunContext) -> Iterator[PluginEvent]:
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
         opts: FailingOptions = request.options
         for step in range(1, opts.after_steps + 1):
             ctx.check_cancelled()
@@ -302,7 +302,7 @@ class FakeTrainer(Trainer):
         report.notes.append(f"{images} image(s), {len(report.usable) - images} caption(s)")
         return report
 
-    def run(self, request: TrainRunRequest, ctx: TrainContext) -> Iterator[PluginEvent]:
+    def run(self, request: TrainingRun, ctx: TrainContext) -> Iterator[PluginEvent]:
         opts: FakeTrainerOptions = request.options
         assert ctx.checkpoints is not None, "the worker always gives trainers a checkpoint store"
         start = self._restore(ctx)
@@ -344,7 +344,7 @@ class FakeTrainer(Trainer):
         return ImageOutput(Image.new("RGB", (16, 16), (step % 256, 64, 128)), seed=step)
 
     @staticmethod
-    def _write_adapter(request: TrainRunRequest) -> AdapterOutput:
+    def _write_adapter(request: TrainingRun) -> AdapterOutput:
         import numpy as np
         from safetensors.numpy import save_file
 

@@ -28,7 +28,7 @@ from studio.core.artifacts import (
 from studio.core.context import RecipeNotes
 from studio.core.errors import InvalidRequest
 from studio.core.events import AdapterOutput, AudioOutput, ImageOutput, TextOutput
-from studio.core.generator import Generator, LoraSpec, RunRequest
+from studio.core.generator import GenerationRun, Generator, LoraSpec
 from studio.core.options import BaseOptions
 
 SHA = "0123456789abcdef" * 4
@@ -54,7 +54,7 @@ class FakeImageGenerator(Generator):
 
 def image_recipe(**options: Any) -> dict[str, Any]:
     """A recipe as build_recipe makes it for a known request."""
-    request = RunRequest(
+    request = GenerationRun(
         generator="fake-image",
         prompt="a lighthouse at dusk, oil painting",
         model="org/tiny-sd",

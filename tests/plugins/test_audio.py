@@ -22,7 +22,7 @@ from studio.core.cache import ModelCache
 from studio.core.context import RunContext
 from studio.core.errors import Cancelled, InvalidRequest, ModelNotFound
 from studio.core.events import AudioOutput, Note, Preview, Progress, Result
-from studio.core.generator import Generator, RunRequest
+from studio.core.generator import GenerationRun, Generator
 from studio.core.options import field_specs, validate_options
 from studio.core.settings import Settings
 from studio.testing import models_audio
@@ -92,12 +92,12 @@ def make_ctx(cache: ModelCache, tmp_path: Path) -> Any:
 
 def request(
     gen: type[Generator], prompt: str, model: Path | str, seed: int = 1, **options: Any
-) -> RunRequest:
+) -> GenerationRun:
     opts = validate_options(gen.Options, options)
-    return RunRequest(gen.id, prompt, str(model), seed, opts)
+    return GenerationRun(gen.id, prompt, str(model), seed, opts)
 
 
-def run(gen: Generator, req: RunRequest, ctx: RunContext) -> list[Any]:
+def run(gen: Generator, req: GenerationRun, ctx: RunContext) -> list[Any]:
     gen.check(req)
     return list(gen.run(req, ctx))
 
@@ -255,7 +255,7 @@ def test_speech_cancel(models: Models, make_ctx: Any) -> None:
 # --- text to music -----------------------------------------------------------------------------
 
 
-def bare_musicgen(model_dir: Path, prompt: str, seed: int, req: RunRequest, **extra: Any) -> Any:
+def bare_musicgen(model_dir: Path, prompt: str, seed: int, req: GenerationRun, **extra: Any) -> Any:
     """The same generation as a plain transformers call."""
     import torch
     from transformers import AutoTokenizer, MusicgenForConditionalGeneration

@@ -25,7 +25,7 @@ from studio.core.cache import ModelCache
 from studio.core.context import RunContext
 from studio.core.errors import Cancelled, InvalidRequest, ModelNotFound, OptionsError
 from studio.core.events import JobState, Note, Preview, Progress, Result
-from studio.core.generator import GenerationRequest, LoraSpec, RunRequest
+from studio.core.generator import GenerationRequest, GenerationRun, LoraSpec
 from studio.core.options import validate_options
 from studio.core.refs import sha256_file
 from studio.core.settings import Settings
@@ -135,8 +135,8 @@ def _direct_context(tmp_path: Path, cache: ModelCache | None = None) -> RunConte
     )
 
 
-def _request(cls: Any, model: Path, options: dict[str, Any], seed: int = 1) -> RunRequest:
-    return RunRequest(
+def _request(cls: Any, model: Path, options: dict[str, Any], seed: int = 1) -> GenerationRun:
+    return GenerationRun(
         generator=cls.id,
         prompt="a photo of a cat",
         model=str(model),

@@ -24,7 +24,7 @@ from studio.core.cache import ModelCache
 from studio.core.context import RunContext
 from studio.core.errors import Cancelled, InvalidRequest
 from studio.core.events import AudioOutput, JobEvent, JobState, Note, Progress, Result
-from studio.core.generator import GenerationRequest, RunRequest
+from studio.core.generator import GenerationRequest, GenerationRun
 from studio.core.options import field_specs, validate_options
 from studio.core.settings import Settings
 from studio.testing import models_audio
@@ -89,9 +89,9 @@ def make_ctx(cache: ModelCache, tmp_path: Path, cancel: threading.Event | None =
 
 def request(
     model: Path | str, prompt: str = "rain on a tin roof", seed: int = 1, **options: Any
-) -> RunRequest:
+) -> GenerationRun:
     opts = validate_options(TextToAudio.Options, {**FAST, **options})
-    return RunRequest(TextToAudio.id, prompt, str(model), seed, opts)
+    return GenerationRun(TextToAudio.id, prompt, str(model), seed, opts)
 
 
 def output_of(events: list[Any]) -> AudioOutput:

@@ -28,7 +28,7 @@ from studio.core.events import (
     Result,
     TextOutput,
 )
-from studio.core.generator import GenerationRequest, LoraSpec, RunRequest
+from studio.core.generator import GenerationRequest, GenerationRun, LoraSpec
 from studio.core.refs import sha256_file
 from studio.core.settings import Settings
 from studio.testing.contract import GeneratorContract, artifact_content
@@ -79,8 +79,8 @@ def _request(
     loras: list[LoraSpec] | None = None,
     parent: list[dict[str, Any]] | None = None,
     **options: Any,
-) -> RunRequest:
-    return RunRequest(
+) -> GenerationRun:
+    return GenerationRun(
         generator=TextGenerator.id,
         prompt=prompt,
         model=str(model),
@@ -91,7 +91,7 @@ def _request(
     )
 
 
-def _run(request: RunRequest, ctx: RunContext) -> list[Any]:
+def _run(request: GenerationRun, ctx: RunContext) -> list[Any]:
     return list(TextGenerator().run(request, ctx))
 
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from studio import BaseOptions, Generator, Partial, Progress, Result, RunRequest, TextOutput
+from studio import BaseOptions, GenerationRun, Generator, Partial, Progress, Result, TextOutput
 
 if TYPE_CHECKING:
-    from studio.core.context import RunContext
+    from studio import RunContext
 
 
 class BigramOptions(BaseOptions):
@@ -40,7 +40,7 @@ class BigramGenerator(Generator):
     Options = BigramOptions
     description = "A toy bigram language model (the plugin guide's example)."
 
-    def run(self, request: RunRequest, ctx: RunContext) -> Iterator[Any]:
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[Any]:
         import numpy as np  # model libraries are imported here, never at module level
 
         options: BigramOptions = request.options
