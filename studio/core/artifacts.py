@@ -50,6 +50,7 @@ __all__ = [
     "library_versions",
     "read_recipe",
     "sidecar_path",
+    "slug",
     "write_artifact",
 ]
 
@@ -277,6 +278,15 @@ def artifact_stem(
         moment = dt.datetime.fromtimestamp(created)
     short = re.sub(r"[^0-9A-Za-z]", "", job_id or "")[:8] or "nojob"
     return f"{moment:%Y%m%d-%H%M%S}-{short}-{int(index)}"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe, lower-case form of ``text`` (adapter folders, named after the user's name).
+
+    ``slug("Ink Style / v2")`` -> ``"ink-style-v2"``; an empty result becomes ``"adapter"``.
+    """
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in text.strip().lower())
+    return "-".join(p for p in cleaned.split("-") if p)[:60] or "adapter"
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:

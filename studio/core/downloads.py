@@ -49,11 +49,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from studio.core import refs
 from studio.core.catalog import CatalogEntry, catalog_entry
-from studio.core.errors import InvalidRequest, ModelNotFound, StudioError
-from studio.core.events import JobEvent, JobState, JobStateChanged, Note, Progress
+from studio.core.errors import InvalidRequest, ModelNotFound, StudioError, one_line
+from studio.core.events import JobEvent, JobState, JobStateChanged, Note, Progress, stored_payload
 from studio.core.records import JobKind, JobRecord, ModelEntry, Priority
 from studio.core.refs import ResolvedModel
-from studio.core.worker import one_line, stored_payload
 
 if TYPE_CHECKING:
     from studio.core.cache import ModelCache

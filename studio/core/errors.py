@@ -37,3 +37,12 @@ class PluginError(StudioError):
 
 class Cancelled(Exception):
     """Raised inside a job when its cancel flag is set; the job ends as cancelled."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for the user: the message (with its type unless ours)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, StudioError) and text:
+        return text
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name

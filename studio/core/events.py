@@ -11,7 +11,7 @@ Payloads are plain Python objects (PIL images, numpy arrays, strings): nothing h
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -187,3 +187,34 @@ class JobEvent:
 def event_type(event: object) -> str:
     """A stable, lower-case name for an event class (used in the job-event table and JSON)."""
     return type(event).__name__.lower()
+
+
+def stored_payload(event: object) -> dict[str, Any] | None:
+    """The JSON payload stored for an event in the job history (``None``: not stored).
+
+    Previews keep only their step (images are large); results and samples keep a summary (the
+    artifact itself is stored as an artifact).
+    """
+    if isinstance(event, Preview):
+        return {"step": event.step, "index": event.index}
+    if isinstance(event, Result):
+        output = event.output
+        summary: dict[str, Any] = {"output": type(output).__name__}
+        if isinstance(output, AdapterOutput):
+            summary.update(path=str(output.path), name=output.name, modality=output.modality)
+        else:
+            summary.update(index=output.index, seed=output.seed, modality=output.modality)
+        return summary
+    if isinstance(event, Sample):
+        return {"step": event.step, "modality": event.output.modality, "index": event.output.index}
+    if isinstance(event, JobStateChanged):
+        return {"state": str(event.state), "error": event.error}
+    if isinstance(event, ArtifactSaved):
+        return {
+            "artifact_id": event.artifact_id,
+            "path": str(event.path),
+            "modality": event.modality,
+        }
+    if isinstance(event, Progress | Partial | Note | TrainStep):
+        return asdict(event)
+    return None

@@ -29,11 +29,11 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from studio.core import devices
-from studio.core.artifacts import artifact_files, read_recipe
+from studio.core.artifacts import artifact_files, read_recipe, slug
 from studio.core.cache import ModelCache
 from studio.core.catalog import catalog
 from studio.core.downloads import DownloadManager
-from studio.core.errors import InvalidRequest, StudioError
+from studio.core.errors import InvalidRequest, StudioError, one_line
 from studio.core.events import (
     JobEvent,
     JobState,
@@ -42,6 +42,7 @@ from studio.core.events import (
     Sample,
 )
 from studio.core.generator import GenerationRequest, GenerationRun, Generator, LoraSpec
+from studio.core.jobs import Job, Prepared
 from studio.core.options import validate_options
 from studio.core.paths import StudioPaths, default_home
 from studio.core.plugins import PluginHost
@@ -56,7 +57,7 @@ from studio.core.records import (
 from studio.core.settings import Settings
 from studio.core.store import Store
 from studio.core.training import IngestReport, Trainer, TrainingRequest, TrainingRun
-from studio.core.worker import DeviceWorker, Job, Prepared, WorkerServices, one_line, slug
+from studio.core.worker import DeviceWorker, WorkerServices
 
 log = logging.getLogger(__name__)
 

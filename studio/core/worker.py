@@ -1,12 +1,11 @@
-"""The device worker: one thread per device runs every job, fed by a priority queue.
+"""The device worker: one thread per device runs every job, taken from its :class:`JobQueue`.
 
-All model work happens here, never on the GUI thread. The :class:`JobQueue` orders jobs by
-:class:`~studio.core.records.Priority` (interactive, then batch, then training) and, within a
-priority, by position (first in, first out unless the user moved a job). A :class:`DeviceWorker`
-takes the next job and runs it:
+All model work happens here, never on the GUI thread. A :class:`DeviceWorker` takes the next job
+(see :mod:`studio.core.jobs` for the queue's order) and runs it:
 
 * a generation: builds a :class:`~studio.core.context.RunContext`, iterates ``Generator.run``,
-  forwards every event, and turns each ``Result`` into an artifact file with its recipe;
+  forwards every event, and turns each ``Result`` into an artifact file with its recipe
+  (:mod:`studio.core.results`);
 * a training: builds a :class:`~studio.core.context.TrainContext` with a checkpoint store. At each
   step boundary the worker runs waiting higher-priority jobs right there, on the same thread (the
   training is ``paused`` meanwhile), and it holds the training while the user paused it, still
@@ -20,23 +19,20 @@ worker then goes on with the queue.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import shutil
 import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from studio.core import artifacts, devices
+from studio.core import devices, results
 from studio.core.checkpoints import CheckpointStore
 from studio.core.context import RunContext, TrainContext
-from studio.core.errors import Cancelled, StudioError
+from studio.core.errors import Cancelled, one_line
 from studio.core.events import (
     AdapterOutput,
     ArtifactSaved,
@@ -51,11 +47,13 @@ from studio.core.events import (
     Sample,
     TrainStep,
     event_type,
+    stored_payload,
 )
 from studio.core.generator import GenerationRun, Generator
 from studio.core.imports import import_model_libraries
+from studio.core.jobs import Job, JobQueue, Prepared
 from studio.core.quiet import LIBRARIES, quiet_model_loading
-from studio.core.records import AdapterRecord, ArtifactRecord, JobKind, JobRecord, Priority
+from studio.core.records import JobKind, JobRecord
 from studio.core.training import Trainer, TrainingRun
 
 if TYPE_CHECKING:
@@ -70,272 +68,6 @@ log = logging.getLogger(__name__)
 _PLUGIN_EVENTS = (Progress, Preview, Partial, Note, Result, TrainStep, Sample)
 #: How long a held (paused) training sleeps between looks at the queue, at most (seconds).
 _HOLD_POLL = 0.5
-#: How often, at most, streamed text and progress are written to the job history (seconds).
-_FLUSH_INTERVAL = 0.25
-
-
-# --- jobs ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Prepared:
-    """A job ready to run: the plugin class and its validated request."""
-
-    component: type[Generator] | type[Trainer]
-    request: GenerationRun | TrainingRun
-    #: generations: the folder artifacts are written to.
-    out_dir: Path | None = None
-    #: generations: only outputs with these indices are kept (``None``: all).
-    keep_indices: frozenset[int] | None = None
-
-
-@dataclass(eq=False)
-class Job:
-    """A queued or running job: its stored record plus the flags the studio and worker share.
-
-    ``prepared`` is ``None`` for jobs re-queued from the database; the worker prepares them just
-    before they run (so a plugin that went missing fails that job, not the studio).
-    """
-
-    record: JobRecord
-    prepared: Prepared | None = None
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    #: the user paused this training: held in the queue, or held at its next step boundary.
-    pause_requested: bool = False
-    #: the studio is closing: a cancel ends this job as interrupted (resumable), not cancelled.
-    interrupting: bool = False
-    # time accounting for the ETA: seconds spent running (pauses excluded)
-    active_seconds: float = 0.0
-    active_since: float | None = None
-    step_origin: int | None = None
-    history: _History = field(default_factory=lambda: _History())
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-    @property
-    def priority(self) -> Priority:
-        return self.record.priority
-
-    def eta(self, now: float | None = None) -> float | None:
-        """Seconds left, from the running pace so far; ``None`` when it cannot be told yet."""
-        rec = self.record
-        if rec.state not in (JobState.RUNNING, JobState.PAUSED) or self.step_origin is None:
-            return None
-        done = rec.step - self.step_origin
-        if done <= 0 or rec.total <= rec.step:
-            return None if rec.total <= 0 else 0.0
-        active = self.active_seconds
-        if self.active_since is not None:
-            active += (time.monotonic() if now is None else now) - self.active_since
-        return active / done * (rec.total - rec.step)
-
-
-class _History:
-    """What a job has yet to write to its stored history, coalesced.
-
-    Storing each streamed chunk and progress tick in its own transaction would cost more than a
-    fast model's token; instead consecutive text chunks are joined, only the last progress is
-    kept, and step/total are written with them, at most every :data:`_FLUSH_INTERVAL` seconds
-    and always before any other event (so the stored order stays true).
-    """
-
-    def __init__(self) -> None:
-        self._text: dict[int, list[str]] = {}
-        self._progress: Progress | None = None
-        self._step_changed = False
-        self._since: float | None = None
-
-    def _touch(self) -> None:
-        if self._since is None:
-            self._since = time.monotonic()
-
-    def add_text(self, event: Partial) -> None:
-        self._text.setdefault(event.index, []).append(event.text)
-        self._touch()
-
-    def add_progress(self, event: Progress) -> None:
-        self._progress = event
-        self._touch()
-
-    def step_changed(self) -> None:
-        self._step_changed = True
-        self._touch()
-
-    def due(self) -> bool:
-        return self._since is not None and time.monotonic() - self._since >= _FLUSH_INTERVAL
-
-    def drain(self) -> tuple[list[Partial | Progress], bool]:
-        """The events to store now, and whether step/total changed; empties the buffer."""
-        events: list[Partial | Progress] = [
-            Partial("".join(chunks), index) for index, chunks in self._text.items()
-        ]
-        if self._progress is not None:
-            events.append(self._progress)
-        changed = self._step_changed
-        self._text, self._progress, self._step_changed, self._since = {}, None, False, None
-        return events, changed
-
-
-class JobQueue:
-    """Queued jobs in run order: priority, then position (FIFO unless moved). Thread-safe.
-
-    The queue's condition also wakes the worker when anything changes (a new job, a cancel, a
-    resume), so a held training notices at once.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: list[Job] = []
-        self._cond = threading.Condition()
-        self._closed = False
-        self._next_position = 0
-        self._seq = itertools.count()
-        self._order: dict[str, int] = {}  # job id -> push sequence (tie-break)
-
-    # -- positions --------------------------------------------------------------------------------
-    def next_position(self) -> int:
-        """A position after every job seen so far (for a new job's record)."""
-        with self._cond:
-            position = self._next_position
-            self._next_position += 1
-            return position
-
-    def _key(self, job: Job) -> tuple[int, int, int]:
-        return (int(job.priority), job.record.position, self._order[job.id])
-
-    # -- adding and taking -------------------------------------------------------------------
-    def push(self, job: Job) -> None:
-        """Add ``job`` at its record's priority and position."""
-        with self._cond:
-            self._order[job.id] = next(self._seq)
-            self._next_position = max(self._next_position, job.record.position + 1)
-            self._jobs.append(job)
-            self._jobs.sort(key=self._key)
-            self._cond.notify_all()
-
-    def pop_next(self, below: Priority | None = None) -> Job | None:
-        """Take the first job that is not held (only one of a priority above ``below``, if
-        given); ``None`` if there is none. A closed queue gives nothing."""
-        with self._cond:
-            index = self._first_runnable()
-            if index is None:
-                return None
-            if below is not None and self._jobs[index].priority >= below:
-                return None
-            return self._take(index)
-
-    def wait_next(self, timeout: float | None = None) -> Job | None:
-        """Block until a job can be taken and take it; ``None`` once closed (or on timeout)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while (index := self._first_runnable()) is None:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if self._closed or (remaining is not None and remaining <= 0):
-                    return None
-                self._cond.wait(remaining)
-            return self._take(index)
-
-    def _first_runnable(self) -> int | None:
-        if self._closed:
-            return None
-        return next((i for i, job in enumerate(self._jobs) if not job.pause_requested), None)
-
-    def hold(self, job_id: str) -> bool:
-        """Keep a queued job from starting until :meth:`release`; ``False`` if not queued."""
-        with self._cond:
-            job = next((j for j in self._jobs if j.id == job_id), None)
-            if job is None:
-                return False
-            job.pause_requested = True
-            return True
-
-    def release(self, job_id: str) -> bool:
-        """Let a held job start again; ``False`` if it is not a held, queued job."""
-        with self._cond:
-            job = next((j for j in self._jobs if j.id == job_id and j.pause_requested), None)
-            if job is None:
-                return False
-            job.pause_requested = False
-            self._cond.notify_all()
-            return True
-
-    def _take(self, index: int) -> Job:
-        job = self._jobs.pop(index)
-        self._order.pop(job.id, None)
-        return job
-
-    def remove(self, job_id: str) -> Job | None:
-        """Take ``job_id`` out of the queue (cancel); ``None`` if it is not queued."""
-        with self._cond:
-            for i, job in enumerate(self._jobs):
-                if job.id == job_id:
-                    taken = self._take(i)
-                    self._cond.notify_all()
-                    return taken
-            return None
-
-    def move(self, job_id: str, delta: int) -> list[Job] | None:
-        """Move a queued job ``delta`` places (negative: earlier) among jobs of its priority.
-
-        Returns the jobs whose position changed (to be stored), ``[]`` when it cannot move
-        further, or ``None`` when ``job_id`` is not queued.
-        """
-        with self._cond:
-            job = next((j for j in self._jobs if j.id == job_id), None)
-            if job is None:
-                return None
-            group = [j for j in self._jobs if j.priority == job.priority]
-            old = group.index(job)
-            new = min(max(old + delta, 0), len(group) - 1)
-            if new == old:
-                return []
-            positions = [j.record.position for j in group]
-            group.insert(new, group.pop(old))
-            changed = []
-            for j, position in zip(group, positions, strict=True):
-                if j.record.position != position:
-                    j.record.position = position
-                    changed.append(j)
-            self._jobs.sort(key=self._key)
-            self._cond.notify_all()
-            return changed
-
-    # -- looking -----------------------------------------------------------------------------
-    def snapshot(self) -> list[Job]:
-        """The queued jobs in run order."""
-        with self._cond:
-            return list(self._jobs)
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._jobs)
-
-    def __contains__(self, job_id: object) -> bool:
-        with self._cond:
-            return any(j.id == job_id for j in self._jobs)
-
-    # -- waking ------------------------------------------------------------------------------
-    def notify(self) -> None:
-        """Wake whoever waits on the queue (a resume or cancel changed what it waits for)."""
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait_change(self, timeout: float) -> None:
-        """Sleep until the queue changes or ``timeout`` passes."""
-        with self._cond:
-            if not self._closed:
-                self._cond.wait(timeout)
-
-    def close(self) -> None:
-        """Stop handing out jobs (those still queued stay queued in the database)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
 
 # --- what the worker needs from the studio ------------------------------------------------------
@@ -357,46 +89,6 @@ class WorkerServices:
     emit: Callable[[JobEvent], None]
     #: called on the worker thread once the device is known (cache budgets and the like).
     on_device: Callable[[str], None] | None = None
-
-
-def stored_payload(event: object) -> dict[str, Any] | None:
-    """The JSON payload stored for an event in the job history (``None``: not stored).
-
-    Previews keep only their step (images are large); results and samples keep a summary (the
-    artifact itself is stored as an artifact).
-    """
-    if isinstance(event, Preview):
-        return {"step": event.step, "index": event.index}
-    if isinstance(event, Result):
-        output = event.output
-        summary: dict[str, Any] = {"output": type(output).__name__}
-        if isinstance(output, AdapterOutput):
-            summary.update(path=str(output.path), name=output.name, modality=output.modality)
-        else:
-            summary.update(index=output.index, seed=output.seed, modality=output.modality)
-        return summary
-    if isinstance(event, Sample):
-        return {"step": event.step, "modality": event.output.modality, "index": event.output.index}
-    if isinstance(event, JobStateChanged):
-        return {"state": str(event.state), "error": event.error}
-    if isinstance(event, ArtifactSaved):
-        return {
-            "artifact_id": event.artifact_id,
-            "path": str(event.path),
-            "modality": event.modality,
-        }
-    if isinstance(event, Progress | Partial | Note | TrainStep):
-        return asdict(event)
-    return None
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one line for the user: the message (with its type unless ours)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, StudioError) and text:
-        return text
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
 
 
 # --- the worker ---------------------------------------------------------------------------------
@@ -665,8 +357,8 @@ class DeviceWorker:
     def _emit(self, job: Job, event: Any, store_failures: bool = True) -> None:
         """Store ``event`` in the job's history and hand it to the studio's subscribers.
 
-        Text chunks and progress are stored coalesced (see :class:`_History`); subscribers get
-        every event as it comes.
+        Text chunks and progress are stored coalesced (see :class:`~studio.core.jobs.JobHistory`);
+        subscribers get every event as it comes.
         """
         buffer = job.history
         if isinstance(event, Partial):
@@ -747,7 +439,9 @@ class DeviceWorker:
         if isinstance(event, Progress | TrainStep):
             self._track_progress(job, event.step, event.total)
         if isinstance(event, Result) and isinstance(event.output, AdapterOutput):
-            self._save_adapter(job, event.output)
+            results.save_adapter(
+                self.services.store, self.services.paths.adapters, job.id, event.output
+            )
             self._emit(job, event)
             return
         self._emit(job, event)
@@ -762,43 +456,23 @@ class DeviceWorker:
                 )
 
     def _save_artifact(self, job: Job, prepared: Prepared, ctx: RunContext, result: Result) -> None:
-        output = result.output
-        assert not isinstance(output, AdapterOutput)
-        request = prepared.request
-        assert isinstance(request, GenerationRun)
-        cls = prepared.component
-        assert issubclass(cls, Generator)
-        plugin_name, plugin_version = self._plugin_of(cls.id)
-        recipe = artifacts.build_recipe(
-            plugin_name=plugin_name,
-            plugin_version=plugin_version,
+        request, cls = prepared.request, prepared.component
+        assert isinstance(request, GenerationRun) and issubclass(cls, Generator)
+        record = results.save_artifact(
+            self.services.store,
+            job_id=job.id,
             generator_cls=cls,
-            task=cls.task,
+            plugin=self._plugin_of(cls.id),
             request=request,
             notes=ctx.recipe,
+            output=result.output,
             device=self.device or "cpu",
-            output=output,
+            out_dir=prepared.out_dir or self.services.paths.outputs,
         )
-        # the run's seed: with it (and the index) ``regenerate`` re-runs one image of a batch
-        recipe.setdefault("extra", {}).setdefault("request_seed", request.seed)
-        out_dir = prepared.out_dir or self.services.paths.outputs
-        stem = artifacts.artifact_stem(job.id, output.index)
-        path = artifacts.write_artifact(output, recipe, out_dir, stem)
-        model = (recipe.get("model") or {}).get("ref") or request.model
-        record = ArtifactRecord(
-            id=uuid.uuid4().hex,
-            job_id=job.id,
-            path=path,
-            modality=output.modality,
-            generator=cls.id,
-            model=model,
-            prompt=request.prompt,
-            created=time.time(),
-            recipe=recipe,
-        )
-        self.services.store.add_artifact(record)
         job.record.artifact_ids.append(record.id)
-        self._emit(job, ArtifactSaved(record.id, path, output.modality, recipe))
+        self._emit(
+            job, ArtifactSaved(record.id, record.path, result.output.modality, record.recipe)
+        )
 
     def _plugin_of(self, component_id: str) -> tuple[str, str]:
         try:
@@ -840,36 +514,6 @@ class DeviceWorker:
         if paused and not job.cancel_event.is_set():
             self._set_state(job, JobState.RUNNING)
 
-    def _save_adapter(self, job: Job, output: AdapterOutput) -> None:
-        """Put a trained adapter into the adapter library (copied there if written elsewhere)."""
-        library = self.services.paths.adapters
-        path = Path(output.path)
-        if not path.exists():
-            raise FileNotFoundError(f"the trainer reported adapter {path}, which does not exist")
-        if not _is_within(path, library):
-            target = library / f"{slug(output.name)}-{job.id[:8]}"
-            if path.is_dir():
-                shutil.copytree(path, target, dirs_exist_ok=True)
-                path = target
-            else:
-                target.mkdir(parents=True, exist_ok=True)
-                path = Path(shutil.copy2(path, target / path.name))
-        digest = self.services.store.file_sha256(path) if path.is_file() else None
-        record = AdapterRecord(
-            id=uuid.uuid4().hex,
-            name=output.name,
-            path=path,
-            modality=output.modality,
-            base_model=output.base_model,
-            sha256=digest,
-            created=time.time(),
-            job_id=job.id,
-            extra=dict(output.extra),
-        )
-        self.services.store.add_adapter(record)
-        output.path = path
-        output.extra["adapter_id"] = record.id
-
 
 # --- helpers -------------------------------------------------------------------------------------
 
@@ -892,17 +536,3 @@ def _index_of(event: object) -> int | None:
     if isinstance(event, Result) and not isinstance(event.output, AdapterOutput):
         return event.output.index
     return None
-
-
-def slug(text: str) -> str:
-    """A file-name-safe, lower-case form of ``text`` (for adapter folders)."""
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in text.strip().lower())
-    return "-".join(p for p in cleaned.split("-") if p)[:60] or "adapter"
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True

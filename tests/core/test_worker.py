@@ -15,10 +15,11 @@ import pytest
 
 from studio import GenerationRequest, TrainingRequest
 from studio.core.cache import CacheKey
-from studio.core.events import JobState, Partial, Progress, TrainStep
+from studio.core.errors import one_line
+from studio.core.events import JobState, Partial, Progress, TrainStep, stored_payload
+from studio.core.jobs import Job, JobQueue
 from studio.core.records import JobKind, JobRecord, Priority
 from studio.core.studio import Studio
-from studio.core.worker import Job, JobQueue, one_line, stored_payload
 from studio.testing.fake_plugin import open_fake_studio
 from studio.testing.fakes import EventRecorder, wait_until
 
