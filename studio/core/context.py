@@ -67,7 +67,7 @@ class RunContext:
     @property
     def offline(self) -> bool:
         """Whether the network may not be used (the user's setting or ``HF_HUB_OFFLINE``)."""
-        from studio.core.refs import hub_offline
+        from studio.core.hub import hub_offline
 
         return self.settings.offline or hub_offline()
 

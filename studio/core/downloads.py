@@ -36,7 +36,6 @@ runs.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 import traceback
@@ -47,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from studio.core import refs
+from studio.core import hub, refs
 from studio.core.catalog import CatalogEntry, catalog_entry
 from studio.core.errors import InvalidRequest, ModelNotFound, StudioError, one_line
 from studio.core.events import JobEvent, JobState, JobStateChanged, Note, Progress, stored_payload
@@ -112,7 +111,7 @@ class DownloadManager:
         thread-safe, like :meth:`Studio.subscribe <studio.core.studio.Studio.subscribe>`
         callbacks.
     :param cache_dir: the hub cache; default ``HF_HUB_CACHE`` / ``HF_HOME/hub`` read at each
-        download (see :func:`studio.core.refs.hub_cache_dir`).
+        download (see :func:`studio.core.hub.hub_cache_dir`).
 
     All methods are safe to call from any thread. The thread starts with the first download and
     ends in :meth:`close`.
@@ -338,7 +337,7 @@ class DownloadManager:
                 "yours to delete"
             )
         repo_id, revision = refs.parse_hub_id(text)
-        return _delete_from_hub_cache(text, repo_id, revision, refs.hub_cache_dir(self.cache_dir))
+        return hub.delete_from_cache(text, repo_id, revision, hub.hub_cache_dir(self.cache_dir))
 
     # -- the thread ------------------------------------------------------------------------------
     def _main(self) -> None:
@@ -577,14 +576,11 @@ def cache_state(ref: str, *, cache_dir: Path | None = None) -> CacheState:
     """
     text = (ref or "").strip()
     repo_id, _ = refs.parse_hub_id(text)
-    cache = refs.hub_cache_dir(cache_dir)
+    cache = hub.hub_cache_dir(cache_dir)
     try:
         refs.resolve(text, allow_pickle=True, allow_download=False, cache_dir=cache)
     except ModelNotFound:
-        snapshots = _repo_folder(cache, repo_id) / "snapshots"
-        if snapshots.is_dir() and any(snapshots.iterdir()):
-            return "partial"
-        return "missing"
+        return "partial" if hub.has_snapshot(cache, repo_id) else "missing"
     return "complete"
 
 
@@ -602,78 +598,12 @@ def _check_downloadable(ref: str) -> str:
             "downloaded; use a local folder or .safetensors file as it is"
         )
     refs.parse_hub_id(text)  # InvalidRequest naming what a hub id may contain
-    if refs.hub_offline():
+    if hub.hub_offline():
         raise InvalidRequest(
             f"cannot download {text!r}: HF_HUB_OFFLINE is set, so the studio stays off the "
             "network; unset it (and turn the offline setting off) to download"
         )
     return text
-
-
-def _repo_folder(cache: Path, repo_id: str) -> Path:
-    from huggingface_hub.file_download import repo_folder_name
-
-    return cache / repo_folder_name(repo_id=repo_id, repo_type="model")
-
-
-def _delete_from_hub_cache(text: str, repo_id: str, revision: str | None, cache: Path) -> int:
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    folder = _repo_folder(cache, repo_id)
-    try:
-        info = scan_cache_dir(cache)
-    except CacheNotFound:
-        info = None
-    repo = None
-    if info is not None:
-        repo = next(
-            (r for r in info.repos if r.repo_type == "model" and r.repo_id == repo_id), None
-        )
-    if repo is None:
-        if folder.is_dir() and revision is None:
-            # a download stopped before its first file: no snapshot, only leftovers
-            freed = _folder_bytes(folder)
-            shutil.rmtree(folder, ignore_errors=True)
-            _check_gone(text, [folder])
-            return freed
-        raise ModelNotFound(f"model {text!r} is not in the hub cache ({cache}): nothing to delete")
-    revisions = [
-        r
-        for r in repo.revisions
-        if revision is None or r.commit_hash.startswith(revision) or revision in r.refs
-    ]
-    if not revisions:
-        cached = ", ".join(sorted(r.commit_hash[:10] for r in repo.revisions))
-        raise ModelNotFound(
-            f"model {text!r}: revision {revision!r} is not in the hub cache (cached: {cached})"
-        )
-    assert info is not None
-    strategy = info.delete_revisions(*(r.commit_hash for r in revisions))
-    freed = int(strategy.expected_freed_size)
-    strategy.execute()  # logs, does not raise, what it could not delete: checked below
-    whole = len(revisions) == len(repo.revisions)
-    if whole and folder.is_dir():  # leftovers outside snapshots (a stopped download's blobs)
-        shutil.rmtree(folder, ignore_errors=True)
-    _check_gone(text, [folder] if whole else [Path(r.snapshot_path) for r in revisions])
-    return freed
-
-
-def _check_gone(text: str, paths: list[Path]) -> None:
-    left = [p for p in paths if p.exists() or p.is_symlink()]
-    if left:
-        raise StudioError(
-            f"model {text!r} could not be deleted completely: {left[0]} is still there (a file "
-            "in use or without permission); close what uses it and delete again"
-        )
-
-
-def _folder_bytes(folder: Path) -> int:
-    total = 0
-    for path in folder.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            total += path.stat().st_size
-    return total
 
 
 def _size(n: int) -> str:

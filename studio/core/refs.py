@@ -4,6 +4,11 @@
 disk, and which hub commit), under the studio's safety rule: safetensors only, unless pickle-based
 weights were allowed for that one model (settings ``allow_pickle``).
 
+This module owns what a reference means and what is safe to load: parsing (:func:`parse_hub_id`,
+:func:`is_local_path`), resolving, the weights files a model loads (:func:`weights_files`, the
+same plan for a folder, a cached snapshot and a download), the pickle refusal, and the hash of the
+weights (:func:`weights_sha256`). Talking to the hub and its cache is :mod:`studio.core.hub`'s job.
+
 Hub ids go through the standard hub cache (``HF_HUB_CACHE``, else ``HF_HOME/hub``, read at each
 call), so a model downloaded for another tool is used in place, never copied. A cached model
 resolves offline; a missing one is downloaded (resumable, with progress) when allowed. A hub id may
@@ -22,14 +27,19 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Literal
 
-from studio.core.errors import Cancelled, InvalidRequest, ModelNotFound, UnsafeWeightsError
+from studio.core import hub
+from studio.core.errors import (
+    Cancelled,
+    InvalidRequest,
+    ModelNotFound,
+    StudioError,
+    UnsafeWeightsError,
+)
 from studio.core.hashing import sha256_file
-from studio.core.records import ModelEntry
-
-Layout = Literal["diffusers", "transformers", "safetensors-file", "unknown"]
-Progress = Callable[[int, int], None]
+from studio.core.hub import ByteProgress, hub_cache_dir, hub_offline
+from studio.core.layout import Layout, detect_layout
 
 SAFE_SUFFIXES = (".safetensors",)
 #: Weights serialised with Python's pickle: loading them can run arbitrary code.
@@ -106,7 +116,7 @@ def resolve(
     allow_pickle: bool = False,
     allow_download: bool = True,
     cache_dir: Path | None = None,
-    progress: Progress | None = None,
+    progress: ByteProgress | None = None,
     cancel: threading.Event | None = None,
 ) -> ResolvedModel:
     """Resolve a model reference to weights on disk.
@@ -153,6 +163,21 @@ def resolve(
         progress=progress,
         cancel=cancel,
     )
+
+
+def locate_model(ref: str) -> Path | None:
+    """Where a model reference's files already are on this machine, or ``None``.
+
+    An existing file or folder as given, or a hub id's snapshot in the hub cache; nothing is
+    downloaded and no weights are loaded, so no safety setting applies. For ``Generator.check``,
+    which runs without a ``ctx`` and may read a model's small JSON files to refuse a request
+    before the job; ``run`` gets the model through ``ctx.resolve_model``. A model that is not
+    here yet (or is incomplete) gives ``None``: check it again in ``run``.
+    """
+    try:
+        return resolve(ref, allow_pickle=True, allow_download=False).path
+    except (StudioError, OSError, ValueError):
+        return None
 
 
 def is_local_path(ref: str) -> bool:
@@ -238,101 +263,6 @@ def weights_sha256(
 def estimate_bytes(resolved: ResolvedModel) -> int:
     """Sum of the weights files' sizes: a first estimate of the memory the model needs."""
     return sum(f.stat().st_size for f in weights_files(resolved))
-
-
-def detect_layout(path: Path) -> Layout:
-    """``diffusers`` (model_index.json), ``transformers`` (config.json), a ``safetensors-file``,
-    or ``unknown``."""
-    path = Path(path)
-    if path.is_file():
-        return "safetensors-file" if path.suffix.lower() in SAFE_SUFFIXES else "unknown"
-    if (path / "model_index.json").is_file():
-        return "diffusers"
-    if (path / "config.json").is_file():
-        return "transformers"
-    return "unknown"
-
-
-def list_hub_models(cache_dir: Path | None = None) -> list[ModelEntry]:
-    """Models in the hub cache (the snapshot that ``main`` points to, else the newest), by id."""
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    folder = hub_cache_dir(cache_dir)
-    try:
-        info = scan_cache_dir(folder)
-    except CacheNotFound:
-        return []
-    entries = []
-    for repo in info.repos:
-        if repo.repo_type != "model" or not repo.revisions:
-            continue
-        by_ref = repo.refs
-        revision = by_ref.get("main") or max(repo.revisions, key=lambda r: r.last_modified)
-        snapshot = Path(revision.snapshot_path)
-        layout = detect_layout(snapshot)
-        entries.append(
-            ModelEntry(
-                ref=repo.repo_id,
-                source="hub",
-                modality=guess_modality(snapshot),
-                size_bytes=int(repo.size_on_disk),
-                downloaded=True,
-                path=snapshot,
-                revision=revision.commit_hash,
-                kind=None if layout == "unknown" else layout,
-            )
-        )
-    return sorted(entries, key=lambda e: e.ref.lower())
-
-
-def hub_cache_dir(cache_dir: Path | None = None) -> Path:
-    """The hub cache folder, read from the environment at each call (as huggingface_hub does at
-    import): ``HF_HUB_CACHE``, ``HUGGINGFACE_HUB_CACHE``, ``HF_HOME/hub``,
-    ``XDG_CACHE_HOME/huggingface/hub``, ``~/.cache/huggingface/hub``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.path.expandvars(os.environ[var])).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg).expanduser() / "huggingface" / "hub"
-
-
-def hub_offline() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) forbids network access now."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def guess_modality(path: Path) -> str | None:
-    """Best-effort modality (text, image, audio) of a model folder, from its config files."""
-    text = ""
-    for name in ("model_index.json", "config.json"):
-        try:
-            data = json.loads((Path(path) / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            text = " ".join(
-                str(data.get(k, "")) for k in ("_class_name", "model_type", "architectures")
-            ).lower()
-            if name == "model_index.json":
-                audio = any(w in text for w in ("audio", "music", "dance", "speech"))
-                return "audio" if audio else "image"
-            break
-    if not text:
-        return None
-    if any(w in text for w in _AUDIO_WORDS):
-        return "audio"
-    if any(w in text for w in ("causallm", "lmhead", "seq2seq", "conditionalgeneration")):
-        return "text"
-    return None
-
-
-_AUDIO_WORDS = ("musicgen", "bark", "speecht5", "vits", "encodec", "parler", "audio", "speech")
 
 
 # --- local references --------------------------------------------------------------------------
@@ -579,7 +509,7 @@ def _resolve_hub(
     allow_pickle: bool,
     allow_download: bool,
     cache_dir: Path,
-    progress: Progress | None,
+    progress: ByteProgress | None,
     cancel: threading.Event | None,
 ) -> ResolvedModel:
     offline = hub_offline()
@@ -607,7 +537,7 @@ def _resolve_hub(
             "online (turn the offline setting off, unset HF_HUB_OFFLINE), point HF_HUB_CACHE or "
             "HF_HOME at the cache that holds it, or use a local folder or .safetensors file."
         )
-    remote = _list_remote_files(repo_id, revision)
+    remote = hub.list_remote_files(repo_id, revision)
     plan = _plan(remote)
     if not plan.has_weights:
         raise ModelNotFound(
@@ -623,7 +553,7 @@ def _resolve_hub(
         raise Cancelled(f"download of {ref} cancelled")
     if progress is not None:
         progress(0, 0)  # the download begins
-    snapshot = _download(repo_id, revision, cache_dir, plan.wanted, progress, cancel)
+    snapshot = hub.download(repo_id, revision, cache_dir, plan.wanted, progress, cancel)
     _check_weights(ref, snapshot, allow_pickle)
     return ResolvedModel(ref, "hub", snapshot, snapshot.name, repo_id)
 
@@ -635,143 +565,9 @@ def _cached_snapshot(repo_id: str, revision: str | None, cache_dir: Path) -> Pat
     takes a snapshot that misses any listed file for incomplete. The files a download here skips
     (pickle beside safetensors, other frameworks' weights, a diffusers pipeline's safety checker
     and unused weight variants) are never there, so only the files it fetches are asked for: the
-    same plan, made from that cached listing. Without a listing (a
-    cache filled by an older tool) huggingface_hub cannot tell, and :func:`_check_weights` decides.
+    same plan, made from that cached listing. Without a listing (a cache filled by an older tool)
+    huggingface_hub cannot tell, and :func:`_check_weights` decides.
     """
-    from huggingface_hub import get_cached_repo_tree, snapshot_download
-    from huggingface_hub.errors import CachedRepoTreeNotFoundError, LocalEntryNotFoundError
-
-    patterns: list[str] | None = None
-    try:
-        tree = get_cached_repo_tree(repo_id, revision=revision, cache_dir=cache_dir)
-    except CachedRepoTreeNotFoundError:
-        pass
-    else:
-        patterns = [_escape_pattern(f) for f in _plan(f.path for f in tree).wanted]
-    try:
-        folder = snapshot_download(
-            repo_id,
-            revision=revision,
-            cache_dir=cache_dir,
-            allow_patterns=patterns,
-            local_files_only=True,
-        )
-    except (LocalEntryNotFoundError, FileNotFoundError):  # missing, or listed files missing
-        return None
-    return Path(folder)
-
-
-def _hub_error(ref: str, exc: Exception) -> ModelNotFound:
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    if isinstance(exc, GatedRepoError):
-        return ModelNotFound(
-            f"model {ref!r} is gated on the hub: accept its licence on huggingface.co and log in "
-            "(`hf auth login`), then try again"
-        )
-    if isinstance(exc, RevisionNotFoundError):
-        return ModelNotFound(f"model {ref!r}: that revision does not exist on the hub")
-    if isinstance(exc, RepositoryNotFoundError):
-        return ModelNotFound(
-            f"model {ref!r} was not found on the hub (check the id; private models need "
-            "`hf auth login`)"
-        )
-    return ModelNotFound(
-        f"model {ref!r} is not cached and the hub could not be reached ({type(exc).__name__}: "
-        f"{exc}). Check the connection and try again; an interrupted download resumes."
-    )
-
-
-def _list_remote_files(repo_id: str, revision: str | None) -> list[str]:
-    """The repo's file list on the hub (network)."""
-    from huggingface_hub import HfApi
-
-    try:
-        return list(HfApi().list_repo_files(repo_id, revision=revision))
-    except Exception as exc:
-        raise _hub_error(repo_id, exc) from exc
-
-
-def _download(
-    repo_id: str,
-    revision: str | None,
-    cache_dir: Path,
-    files: list[str],
-    progress: Progress | None,
-    cancel: threading.Event | None = None,
-) -> Path:
-    """Download exactly ``files`` into the hub cache (complete files are kept); the snapshot."""
-    from huggingface_hub import snapshot_download
-
-    patterns = [_escape_pattern(f) for f in files]
-    kwargs: dict[str, Any] = {}
-    if progress is not None or cancel is not None:
-        kwargs["tqdm_class"] = progress_tqdm(progress, cancel)
-    try:
-        folder = snapshot_download(
-            repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=patterns, **kwargs
-        )
-    except Exception as exc:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(f"download of {repo_id} cancelled") from exc
-        raise _hub_error(repo_id, exc) from exc
-    return Path(folder)
-
-
-def _escape_pattern(name: str) -> str:
-    """An fnmatch pattern matching exactly ``name``."""
-    return re.sub(r"([\[\]*?])", r"[\1]", name)
-
-
-def progress_tqdm(callback: Progress | None, cancel: threading.Event | None = None) -> type:
-    """A silent tqdm class for ``snapshot_download``: byte progress to ``callback``, and a stop
-    once ``cancel`` is set.
-
-    huggingface_hub aggregates every file's bytes into one bar (unit ``B``, "Reconstructing...");
-    that bar's count and growing total are forwarded as ``callback(done, total)``, one call at a
-    time although huggingface_hub updates the bar from several threads.
-
-    After ``cancel`` is set, every bar (the file counter included) raises :class:`Cancelled` when
-    it is created, updated or refreshed on a Python thread: at a file's next HTTP chunk, or at the
-    next file (huggingface_hub refreshes the bytes bar as each file starts, and counts each file
-    done). Not on hf_xet's own threads, which would only print the error and carry on.
-    """
-    from tqdm.auto import tqdm
-
-    lock = threading.Lock()
-
-    def check() -> None:
-        on_python_thread = not isinstance(threading.current_thread(), threading._DummyThread)
-        if cancel is not None and cancel.is_set() and on_python_thread:
-            raise Cancelled("download cancelled")
-
-    class _ProgressTqdm(tqdm):  # type: ignore[misc, valid-type]
-        # tqdm starts a monitor thread per bar class, disabled or not, unless this is 0; the
-        # bars here are silent, and a new class per download would mean a thread per download
-        monitor_interval = 0
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            desc = str(kwargs.get("desc") or "")
-            self._report = kwargs.get("unit") == "B" and not desc.startswith("Downloading bytes")
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            check()
-
-        def update(self, n: float | None = 1) -> bool | None:
-            check()
-            with lock:
-                # A disabled tqdm does not count: keep the count here.
-                self.n += n or 0
-                if self._report and callback is not None:
-                    callback(int(self.n), int(self.total or 0))
-            return None
-
-        def refresh(self, *args: Any, **kwargs: Any) -> None:
-            check()
-            super().refresh(*args, **kwargs)
-
-    return _ProgressTqdm
+    listing = hub.cached_listing(repo_id, revision, cache_dir)
+    files = None if listing is None else _plan(listing).wanted
+    return hub.cached_snapshot(repo_id, revision, cache_dir, files)

@@ -780,7 +780,7 @@ class Studio:
     # -- models, adapters, settings ------------------------------------------------------------
     def models(self) -> list[ModelEntry]:
         """Models in the hub cache and the studio library, then catalog models not downloaded."""
-        from studio.core.refs import list_hub_models
+        from studio.core.hub import list_hub_models
 
         try:
             hub = list_hub_models()

@@ -194,7 +194,7 @@ def test_studio_home_isolates_the_environment(
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert hub_cache.is_dir()
     from studio.core.paths import default_home
-    from studio.core.refs import hub_cache_dir
+    from studio.core.hub import hub_cache_dir
 
     assert default_home() == studio_home
     assert hub_cache_dir() == hub_cache

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from studio.core import downloads, refs
+from studio.core import downloads, hub, refs
 from studio.core.cache import ModelCache
 from studio.core.catalog import catalog
 from studio.core.downloads import DownloadManager, cache_state, fits_in_memory
@@ -462,7 +462,7 @@ def test_fits_in_memory_against_the_cache_budget(tmp_path: Path, hub_cache: Path
     assert fits_in_memory("org/tiny", tight) == (False, weights, 500)
     resolved = refs.resolve("org/tiny", allow_download=False)
     assert fits_in_memory(resolved, roomy) == (True, weights, 10_000)
-    (hub_entry,) = refs.list_hub_models()
+    (hub_entry,) = hub.list_hub_models()
     assert fits_in_memory(hub_entry, roomy)[1] == weights
     # Not downloaded: the catalog's size.
     item = catalog()[0]
@@ -479,14 +479,3 @@ def test_fits_in_memory_against_the_cache_budget(tmp_path: Path, hub_cache: Path
     assert fits and budget is not None and budget > weights
     with pytest.raises(ModelNotFound, match="not in the model catalog"):
         fits_in_memory("org/unknown-model", roomy)
-
-
-def test_download_progress_bars_start_no_monitor_thread() -> None:
-    """tqdm would start a monitor thread for every download's bar class (and keep it 10 s)."""
-    reported: list[tuple[int, int]] = []
-    bar_class = refs.progress_tqdm(lambda done, total: reported.append((done, total)))
-    bar = bar_class(total=10, unit="B", desc="Reconstructing (incomplete...)")
-    bar.update(4)
-    bar.close()
-    assert reported == [(4, 10)]
-    assert getattr(bar_class, "monitor", None) is None

@@ -11,22 +11,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from studio.core import hub as hub_module
 from studio.core import refs
 from studio.core.errors import Cancelled, InvalidRequest, ModelNotFound, UnsafeWeightsError
-from studio.core.refs import (
-    detect_layout,
-    estimate_bytes,
-    list_hub_models,
-    resolve,
-    weights_files,
-    weights_sha256,
-)
+from studio.core.layout import detect_layout
+from studio.core.refs import estimate_bytes, resolve, weights_files, weights_sha256
 from studio.testing.hub import save_to_hub_cache
-
-# The real network wrappers, kept before the autouse fixture replaces them (their tests fake
-# huggingface_hub underneath instead).
-REAL_DOWNLOAD = refs._download
-REAL_LIST_REMOTE = refs._list_remote_files
 
 
 def sha256(path: Path) -> str:
@@ -47,13 +37,14 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The only two network calls of refs fail loudly unless a test replaces them."""
+    """The only two network calls refs makes (through hub) fail loudly unless a test replaces
+    them (tests/core/test_hub.py tests the real ones)."""
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a test tried to reach the hub")
 
-    monkeypatch.setattr(refs, "_list_remote_files", refuse)
-    monkeypatch.setattr(refs, "_download", refuse)
+    monkeypatch.setattr(hub_module, "list_remote_files", refuse)
+    monkeypatch.setattr(hub_module, "download", refuse)
 
 
 def write_weights(path: Path, seed: int = 0, size: int = 4) -> Path:
@@ -147,7 +138,7 @@ def test_hf_home_is_honoured_when_hf_hub_cache_is_unset(
     monkeypatch.delenv("HF_HUB_CACHE")
     save_to_hub_cache(transformers_folder(tmp_path / "m"), "org/tiny", hub)  # hub == HF_HOME/hub
     assert resolve("org/tiny", allow_download=False).source == "hub"
-    assert refs.hub_cache_dir() == hub
+    assert hub_module.hub_cache_dir() == hub
 
 
 def test_explicit_cache_dir_wins(tmp_path: Path, hub: Path) -> None:
@@ -298,8 +289,8 @@ def fake_hub(
             progress(total, total)
         return save_to_hub_cache(staged, rid, cache_dir)
 
-    monkeypatch.setattr(refs, "_list_remote_files", list_remote)
-    monkeypatch.setattr(refs, "_download", download)
+    monkeypatch.setattr(hub_module, "list_remote_files", list_remote)
+    monkeypatch.setattr(hub_module, "download", download)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     return asked
 
@@ -378,134 +369,11 @@ def test_hub_errors_become_model_not_found(hub: Path, monkeypatch: pytest.Monkey
     monkeypatch.delenv("HF_HUB_OFFLINE")
 
     def list_remote(rid: str, revision: str | None) -> list[str]:
-        raise refs._hub_error(rid, ConnectionError("no route"))
+        raise hub_module._hub_error(rid, ConnectionError("no route"))
 
-    monkeypatch.setattr(refs, "_list_remote_files", list_remote)
+    monkeypatch.setattr(hub_module, "list_remote_files", list_remote)
     with pytest.raises(ModelNotFound, match="could not be reached"):
         resolve("org/x")
-
-
-def hub_http_error(cls: type[Exception]) -> Exception:
-    """A huggingface_hub HTTP error without an HTTP response (its __init__ needs one)."""
-    error = cls.__new__(cls)
-    Exception.__init__(error, "404 Client Error")
-    return error
-
-
-def test_download_wrapper_asks_for_exact_files_with_progress(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import huggingface_hub
-    from huggingface_hub.utils import filter_repo_objects
-
-    calls: list[dict[str, object]] = []
-
-    def fake_snapshot_download(repo_id: str, **kwargs: object) -> str:
-        calls.append({"repo_id": repo_id, **kwargs})
-        bar_cls = kwargs["tqdm_class"]
-        assert isinstance(bar_cls, type)
-        bar = bar_cls(total=0, initial=0, unit="B", desc="Reconstructing (incomplete total...)")
-        bar.total = 10
-        bar.update(10)
-        return str(tmp_path / "snapshot")
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    seen: list[tuple[int, int]] = []
-    files = ["a[1].json", "model.safetensors"]
-    path = REAL_DOWNLOAD("org/x", None, tmp_path, files, lambda d, t: seen.append((d, t)))
-    assert path == tmp_path / "snapshot" and seen == [(10, 10)]
-    (call,) = calls
-    assert call["repo_id"] == "org/x" and call["cache_dir"] == tmp_path
-    assert "local_files_only" not in call  # a real (resumable) download
-    patterns = call["allow_patterns"]
-    remote = ["a[1].json", "a1.json", "model.safetensors", "pytorch_model.bin"]
-    assert list(filter_repo_objects(remote, allow_patterns=patterns)) == files  # type: ignore[arg-type]
-
-
-def test_hub_http_errors_are_explained(monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    for cls, expected in (
-        (GatedRepoError, "gated"),
-        (RepositoryNotFoundError, "not found on the hub"),
-        (RevisionNotFoundError, "revision does not exist"),
-    ):
-        error = hub_http_error(cls)
-
-        def fail(*args: object, _error: Exception = error, **kwargs: object) -> None:
-            raise _error
-
-        monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", fail)
-        monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
-        with pytest.raises(ModelNotFound, match=expected):
-            REAL_LIST_REMOTE("org/x", None)
-        with pytest.raises(ModelNotFound, match=expected):
-            REAL_DOWNLOAD("org/x", None, Path("."), ["config.json"], None)
-
-
-def test_download_wrapper_stops_at_the_next_chunk_once_cancelled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import huggingface_hub
-
-    cancel = threading.Event()
-    chunks: list[int] = []
-
-    def fake_snapshot_download(repo_id: str, **kwargs: object) -> str:
-        bar_cls = kwargs["tqdm_class"]
-        assert isinstance(bar_cls, type)
-        bar = bar_cls(total=100, initial=0, unit="B", desc="Reconstructing (incomplete total...)")
-        for _ in range(10):
-            bar.update(10)  # raises once cancelled
-            chunks.append(10)
-            if len(chunks) == 3:
-                cancel.set()
-        return str(tmp_path / "snapshot")
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    seen: list[tuple[int, int]] = []
-    with pytest.raises(Cancelled, match="cancelled"):
-        REAL_DOWNLOAD(
-            "org/x", None, tmp_path, ["m.safetensors"], lambda d, t: seen.append((d, t)), cancel
-        )
-    assert len(chunks) == 3 and seen == [(10, 100), (20, 100), (30, 100)]
-
-
-def test_progress_tqdm_raises_cancelled_from_every_bar_once_cancelled() -> None:
-    cancel = threading.Event()
-    cls = refs.progress_tqdm(None, cancel)
-    files = cls(total=2, desc="Fetching 2 files")
-    bytes_bar = cls(total=0, initial=0, unit="B", desc="Reconstructing (incomplete total...)")
-    bytes_bar.update(5)
-    files.update(1)
-    cancel.set()
-    with pytest.raises(Cancelled):
-        files.update(1)  # the next file done
-    with pytest.raises(Cancelled):
-        bytes_bar.refresh()  # the next file starts
-    with pytest.raises(Cancelled):
-        cls(total=1, desc="Fetching 1 files")
-
-
-def test_progress_tqdm_reports_aggregated_bytes() -> None:
-    seen: list[tuple[int, int]] = []
-    cls = refs.progress_tqdm(lambda done, total: seen.append((done, total)))
-    # As huggingface_hub builds its bars: a file counter, a transfer bar and the bytes bar.
-    files = cls(total=2, desc="Fetching 2 files")
-    transfer = cls(total=0, initial=0, unit="B", desc="Downloading bytes")
-    bytes_bar = cls(total=0, initial=0, unit="B", desc="Reconstructing (incomplete total...)")
-    bytes_bar.total = 100
-    bytes_bar.update(40)
-    transfer.update(10)
-    files.update(1)
-    bytes_bar.update(60)
-    bytes_bar.close()
-    assert seen == [(40, 100), (100, 100)]
 
 
 # --- local folders and files -------------------------------------------------------------------
@@ -624,23 +492,6 @@ def test_detect_layout_unknown(tmp_path: Path) -> None:
     assert detect_layout(tmp_path) == "unknown"
     (tmp_path / "x.gguf").write_bytes(b"")
     assert detect_layout(tmp_path / "x.gguf") == "unknown"
-
-
-# --- listing -----------------------------------------------------------------------------------
-
-
-def test_list_hub_models(tmp_path: Path, hub: Path) -> None:
-    assert list_hub_models() == []
-    assert list_hub_models(tmp_path / "no-such-cache") == []
-    text = save_to_hub_cache(transformers_folder(tmp_path / "t"), "org/text", hub)
-    pipe = save_to_hub_cache(diffusers_folder(tmp_path / "p"), "org/pipe", hub)
-    entries = {e.ref: e for e in list_hub_models()}
-    assert set(entries) == {"org/text", "org/pipe"}
-    t, p = entries["org/text"], entries["org/pipe"]
-    assert (t.source, t.downloaded, t.kind, t.revision) == ("hub", True, "transformers", text.name)
-    assert (p.kind, p.modality, p.revision) == ("diffusers", "image", pipe.name)
-    assert t.size_bytes and t.size_bytes > 0
-    assert t.path is not None and Path(t.path).name == text.name
 
 
 # --- diffusers: components and variants the studio never loads --------------------------------
