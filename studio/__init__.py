@@ -47,6 +47,7 @@ from studio.core.options import BaseOptions
 from studio.core.quiet import quiet_model_loading
 from studio.core.refs import ResolvedModel
 from studio.core.training import IngestReport, Trainer, TrainingRequest, TrainingRun
+from studio.core.units import human_size
 
 __version__ = "0.1.0"
 
@@ -91,6 +92,7 @@ __all__ = [
     "empty_device_caches",
     "hookimpl",
     "host_memory_total",
+    "human_size",
     "is_host",
     "is_out_of_memory",
     "quiet_model_loading",

@@ -778,19 +778,10 @@ class EventPrinter:
 # --- models / jobs -------------------------------------------------------------------------
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     """``aigc-studio models``: the hub cache, the studio library, the catalog (not downloaded)."""
+    from studio.core.units import human_size
+
     with open_studio(load_plugins=False, start_workers=False) as studio:
         entries = studio.models()
     if args.json:
@@ -805,7 +796,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             e.source,
             e.kind or "-",
             e.modality or "-",
-            _size(e.size_bytes),
+            human_size(e.size_bytes, unknown="-"),
             "yes" if e.downloaded else "no",
         ]
         for e in entries

@@ -371,6 +371,7 @@ def test_models_listing_sees_the_hub_cache_and_the_catalog(
         "downloaded",
     ]
     assert "tester/tiny-model" in text
+    assert "724.0 MB" in text  # the catalog's SmolLM2 360M, in decimal units like the hub
 
 
 def test_jobs_listing(fakes: dict, capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,6 +52,7 @@ from studio.core.errors import InvalidRequest, ModelNotFound, StudioError, one_l
 from studio.core.events import JobEvent, JobState, JobStateChanged, Note, Progress, stored_payload
 from studio.core.records import JobKind, JobRecord, ModelEntry, Priority
 from studio.core.refs import ResolvedModel
+from studio.core.units import human_size
 
 if TYPE_CHECKING:
     from studio.core.cache import ModelCache
@@ -383,7 +384,7 @@ class DownloadManager:
                 job.done = job.total
             done, total = job.done, job.total
         if fetched:
-            self._emit(job, Progress(done, total, f"downloaded {job.ref} ({_size(total)})"))
+            self._emit(job, Progress(done, total, f"downloaded {job.ref} ({human_size(total)})"))
             message = f"{job.ref} is in the hub cache: {resolved.path}"
         else:
             message = f"{job.ref} was already complete in the hub cache: {resolved.path}"
@@ -426,7 +427,7 @@ class DownloadManager:
         if store:
             self._store_progress(job)
         if publish:
-            message = f"downloading {job.ref}: {_size(done)} of {_size(total)}"
+            message = f"downloading {job.ref}: {human_size(done)} of {human_size(total)}"
             self._publish(JobEvent(job.id, Progress(done, total, message)))
 
     def _store_progress(self, job: _Download) -> None:
@@ -604,13 +605,3 @@ def _check_downloadable(ref: str) -> str:
             "network; unset it (and turn the offline setting off) to download"
         )
     return text
-
-
-def _size(n: int) -> str:
-    """Bytes for people: ``512 B``, ``1.5 MB``, ``3.2 GB`` (powers of 1000, as the hub shows)."""
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"  # pragma: no cover - the loop always returns

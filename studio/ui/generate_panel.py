@@ -28,11 +28,12 @@ from PySide6.QtWidgets import (
 from studio.core.errors import InvalidRequest, OptionsError, StudioError
 from studio.core.events import JobState
 from studio.core.generator import GenerationRequest
+from studio.core.units import human_size
 from studio.ui.adapter_list import AdapterList
 from studio.ui.model_picker import ModelPicker
 from studio.ui.options_form import OptionsForm, SeedEditor
 from studio.ui.output_view import OutputView
-from studio.ui.util import discard, eta_seconds, human_duration, human_size, icon
+from studio.ui.util import discard, eta_seconds, human_duration, icon
 
 if TYPE_CHECKING:
     from studio.core.generator import Generator

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QComboBox, QWidget
 
 from studio.core.catalog import catalog_entry
 from studio.core.records import ModelEntry
-from studio.ui.util import human_size
+from studio.core.units import human_size
 
 REF_ROLE = Qt.ItemDataRole.UserRole + 1
 

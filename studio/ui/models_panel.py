@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.errors import StudioError
 from studio.core.records import ModelEntry
-from studio.ui.util import human_size
+from studio.core.units import human_size
 
 if TYPE_CHECKING:
     from studio.ui.session import Session

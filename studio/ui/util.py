@@ -126,18 +126,6 @@ def to_qimage(data: Any) -> QImage | None:
 # --- formatting --------------------------------------------------------------------------------
 
 
-def human_size(n: int | float | None) -> str:
-    """``1536`` -> ``1.5 KB`` (decimal units, as the hub and file managers show)."""
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
-
-
 def human_duration(seconds: float | None) -> str:
     """``2.5`` -> ``2.5 s``; ``75`` -> ``1:15``; ``3725`` -> ``1:02:05``; ``None`` -> ``""``."""
     if seconds is None or math.isnan(seconds) or seconds < 0:

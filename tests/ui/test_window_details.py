@@ -50,7 +50,7 @@ def test_the_model_selector_lists_catalog_hub_and_library_models(
 
     assert rows[0][1] is None and rows[0][0].startswith("Default: ")  # the generator's own
     labels = dict((ref, label) for label, ref in rows)
-    assert labels["my-poems"] == "My poems model · 16.0 KB · downloaded · library"
+    assert labels["my-poems"] == "My poems model · 16.0 kB · downloaded · library"
     assert labels["test-org/tiny-text"].startswith("test-org/tiny-text · ")
     assert labels["test-org/tiny-text"].endswith(" · downloaded")
     smol = "HuggingFaceTB/SmolLM2-360M-Instruct"
