@@ -434,21 +434,13 @@ def _maybe_extend_generate_help(parser: argparse.ArgumentParser, argv: list[str]
 # --- generate / regenerate -----------------------------------------------------------------
 
 
-def _check_out_dir(out: Path | None) -> Path | None:
-    if out is None:
-        return None
-    out = out.expanduser()
-    if out.exists() and not out.is_dir():
-        raise CliUsageError(f"--out {out} exists and is not a folder")
-    return out.resolve()
-
-
 def build_request(args: argparse.Namespace) -> GenerationRequest:
     """A :class:`GenerationRequest` from ``generate`` arguments (syntax checks only)."""
     from pydantic import ValidationError
 
     from studio.core.generator import GenerationRequest, LoraSpec
     from studio.core.options import parse_set_pairs
+    from studio.core.paths import check_out_dir
 
     options = parse_set_pairs(list(args.set))
     try:
@@ -463,7 +455,7 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
             seed=args.seed,
             options=options,
             loras=loras,
-            out_dir=_check_out_dir(args.out),
+            out_dir=check_out_dir(args.out),
             parent=args.parent,
         )
     except ValidationError as exc:
@@ -521,7 +513,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_regenerate(args: argparse.Namespace) -> int:
     """``aigc-studio regenerate``: re-run the recipe of an artifact (id or file)."""
-    out_dir = _check_out_dir(args.out)
+    from studio.core.paths import check_out_dir
+
+    out_dir = check_out_dir(args.out)
     target: str | Path = args.artifact
     path = Path(args.artifact).expanduser()
     if path.exists():

@@ -76,6 +76,28 @@ def choose_home(folder: Path | None) -> None:
     atomic_write_text(pointer, f"{folder}\n")
 
 
+def check_out_dir(folder: Path | str | None) -> Path | None:
+    """An output folder as the user gave it (``--out``, the Output folder setting), made absolute
+    with ``~`` expanded; ``None`` stays ``None`` (the home's ``outputs/``).
+
+    The one check for both the command line and the studio. A missing folder is fine (it is
+    created when the first artifact is saved).
+
+    :raises InvalidRequest: the path exists and is not a folder.
+    """
+    from studio.core.errors import InvalidRequest
+
+    if folder is None:
+        return None
+    path = Path(folder).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise InvalidRequest(
+            f"output folder {path} exists and is not a folder: give a folder (a missing one is "
+            "created)"
+        )
+    return path
+
+
 @dataclass(frozen=True)
 class StudioPaths:
     """The folders and files inside one studio home."""

@@ -44,7 +44,7 @@ from studio.core.events import (
 from studio.core.generator import GenerationRequest, GenerationRun, Generator, LoraSpec
 from studio.core.jobs import Job, Prepared
 from studio.core.options import validate_options
-from studio.core.paths import StudioPaths, default_home
+from studio.core.paths import StudioPaths, check_out_dir, default_home
 from studio.core.plugins import PluginHost
 from studio.core.records import (
     AdapterRecord,
@@ -315,13 +315,7 @@ class Studio:
         return Prepared(cls, run_request, out_dir, keep), stored
 
     def _check_out_dir(self, out_dir: Path | None) -> Path | None:
-        folder = out_dir if out_dir is not None else self.settings.output_dir
-        if folder is None:
-            return None
-        folder = Path(folder).expanduser().resolve()
-        if folder.exists() and not folder.is_dir():
-            raise InvalidRequest(f"output folder {folder} is a file; give a folder (--out DIR)")
-        return folder
+        return check_out_dir(out_dir if out_dir is not None else self.settings.output_dir)
 
     def _resolve_lora(self, lora: LoraSpec) -> LoraSpec:
         """A library adapter (by id or name) becomes its file; a path must exist; a hub id

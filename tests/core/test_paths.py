@@ -8,6 +8,7 @@ import pytest
 
 from studio.core.errors import InvalidRequest
 from studio.core.paths import (
+    check_out_dir,
     choose_home,
     chosen_home,
     default_home,
@@ -56,3 +57,13 @@ def test_a_folder_with_other_files_or_a_file_is_refused(no_env_home: None, tmp_p
     with pytest.raises(InvalidRequest, match="is a file"):
         choose_home(tmp_path / "notes.txt")
     assert chosen_home() is None
+
+
+def test_one_out_dir_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check the command line (--out) and the studio (a request, the setting) share."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert check_out_dir(None) is None
+    assert check_out_dir("~/not-yet") == (tmp_path / "not-yet").resolve()  # created on save
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(InvalidRequest, match="exists and is not a folder"):
+        check_out_dir(tmp_path / "a-file")
