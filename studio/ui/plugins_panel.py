@@ -1,14 +1,17 @@
 """The plugins panel: installed plugins with version, generators, trainers and load errors (the
 traceback one click away); enable / disable (persisted, applied on restart); install and
 uninstall through pip in a subprocess with live output and a constraints file that keeps the
-studio, torch and the other core packages as they are."""
+studio, torch and the other core packages as they are.
+
+The pip policy (what may be installed or uninstalled, the constraints, pip's arguments) is
+:mod:`studio.core.installer`, shared with ``aigc-studio install`` / ``uninstall``; this panel
+only runs those arguments in a ``QProcess`` and shows the output.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +35,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.plugins import ENTRY_POINT_GROUP, PluginInfo
+from studio.core.errors import InvalidRequest
+from studio.core.installer import (
+    check_install_spec,
+    install_arguments,
+    plugin_distributions,
+    resolve_uninstall,
+    uninstall_arguments,
+)
+from studio.core.plugins import PluginInfo
 from studio.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,64 +51,6 @@ if TYPE_CHECKING:
 
 COLUMNS = ("Plugin", "Version", "Enabled", "Generators", "Trainers", "Status")
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
-
-#: Distributions a plugin install must never change (pinned to their installed versions).
-CORE_DISTRIBUTIONS = (
-    "aigc-studio",
-    "torch",
-    "PySide6",
-    "PySide6_Essentials",
-    "PySide6_Addons",
-    "shiboken6",
-    "diffusers",
-    "transformers",
-    "peft",
-    "accelerate",
-    "safetensors",
-    "huggingface_hub",
-    "tokenizers",
-    "pluggy",
-    "pydantic",
-    "pydantic_core",
-    "numpy",
-    "Pillow",
-    "soundfile",
-    "platformdirs",
-)
-
-
-def write_constraints(path: Path) -> Path:
-    """Pin every installed core distribution to its exact version (pip ``--constraint`` file)."""
-    lines = ["# Written by aigc-studio: plugin installs must not change the studio's own packages."]
-    for name in CORE_DISTRIBUTIONS:
-        try:
-            version = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-        lines.append(f"{name}=={version}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def is_core(name: str) -> bool:
-    norm = name.strip().lower().replace("_", "-")
-    return any(norm == c.lower().replace("_", "-") for c in CORE_DISTRIBUTIONS)
-
-
-def distribution_of(plugin_name: str) -> str | None:
-    """The distribution declaring entry point ``plugin_name`` (``None``: registered in code)."""
-    return _distributions().get(plugin_name)
-
-
-@lru_cache(maxsize=1)
-def _distributions() -> dict[str, str]:
-    """Entry-point name -> distribution (scanning installed metadata is slow: done once)."""
-    return {
-        ep.name: str(ep.dist.name)
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)
-        if ep.dist is not None
-    }
 
 
 def plugin_status(info: PluginInfo, disabled: bool) -> str:
@@ -168,12 +121,15 @@ class PipRunner(QWidget):
         return True
 
     def install(self, spec: str) -> bool:
-        """``pip install SPEC`` with the core packages pinned by the constraints file."""
-        write_constraints(self.constraints)
-        return self.run_pip(["install", "--constraint", str(self.constraints), spec])
+        """``pip install SPEC`` with the core packages pinned by the constraints file.
+
+        Raises :class:`InvalidRequest` for a spec the policy refuses (nothing runs).
+        """
+        return self.run_pip(install_arguments([spec], self.constraints))
 
     def uninstall(self, distribution: str) -> bool:
-        return self.run_pip(["uninstall", "--yes", distribution])
+        """``pip uninstall --yes DISTRIBUTION`` (:class:`InvalidRequest` for a core package)."""
+        return self.run_pip(uninstall_arguments([distribution]))
 
     def _read(self) -> None:
         if self.process is not None:
@@ -246,6 +202,7 @@ class PluginsPanel(QWidget):
         self.pip = PipRunner(session.studio.paths.scratch / "plugin-constraints.txt")
         self.pip.finished.connect(self._pip_done)
         self._action: str | None = None
+        self._distributions: dict[str, str] | None = None  # plugin -> package, read once
         note = QLabel(
             "Installs run pip in the studio's environment. torch, PySide6, the studio and its "
             "other core packages are pinned, so a plugin cannot change them."
@@ -329,14 +286,32 @@ class PluginsPanel(QWidget):
             self.detail.setText("No plugin is installed.")
             self.uninstall_button.setEnabled(False)
             return
-        dist = distribution_of(info.name)
+        dist = self.distribution_of(info.name)
         where = f"module {info.module}" + (f" · package {dist}" if dist else "")
         kind = "built-in" if info.builtin else "third-party"
         lines = [f"<b>{info.name}</b> {info.version} ({kind}) — {where}"]
         if info.error:
             lines.append(f"<span style='color:#d33'>{info.error}</span>")
         self.detail.setText("<br>".join(lines))
-        self.uninstall_button.setEnabled(dist is not None and not is_core(dist))
+        self.uninstall_button.setEnabled(self._uninstallable(info.name) is not None)
+
+    def distribution_of(self, plugin_name: str) -> str | None:
+        """The package declaring plugin ``plugin_name`` (``None``: registered in code).
+
+        Installed metadata is scanned once (it is slow), and again after each pip run.
+        """
+        if self._distributions is None:
+            self._distributions = plugin_distributions()
+        return self._distributions.get(plugin_name)
+
+    def _uninstallable(self, plugin_name: str) -> str | None:
+        """The package to uninstall for a plugin, or ``None`` when the policy refuses it."""
+        if self.distribution_of(plugin_name) is None:
+            return None
+        try:
+            return resolve_uninstall(plugin_name)
+        except InvalidRequest:
+            return None
 
     def show_traceback(self) -> TracebackDialog | None:
         info = self.selected()
@@ -387,20 +362,24 @@ class PluginsPanel(QWidget):
         if not spec:
             self.pip.output.appendPlainText("Type a package name or choose a wheel first.")
             return False
-        if is_core(spec.split("==")[0].split(">")[0].split("<")[0]):
-            self.pip.output.appendPlainText(
-                f"{spec} is one of the studio's core packages: not changed here."
-            )
+        try:
+            check_install_spec(spec)
+        except InvalidRequest as exc:
+            self.pip.output.appendPlainText(f"Not installed: {exc}")
             return False
         return self._start(f"Installed {spec}", lambda: self.pip.install(spec))
 
     def uninstall_selected(self) -> bool:
         info = self.selected()
-        dist = distribution_of(info.name) if info else None
-        if dist is None or is_core(dist):
+        if info is None or self.distribution_of(info.name) is None:
             self.pip.output.appendPlainText(
                 "Only third-party plugin packages can be uninstalled here."
             )
+            return False
+        try:
+            dist = resolve_uninstall(info.name)
+        except InvalidRequest as exc:
+            self.pip.output.appendPlainText(f"Not uninstalled: {exc}")
             return False
         return self._start(f"Uninstalled {dist}", lambda: self.pip.uninstall(dist))
 
@@ -421,6 +400,7 @@ class PluginsPanel(QWidget):
         if code == 0 and action:
             self._restart_needed(f"{action}. Restart the studio to load the change.")
         self._action = None
+        self._distributions = None  # what is installed may have changed
         self.install_button.setEnabled(True)
         self._show_selected()  # Uninstall as the selection allows
 
