@@ -15,6 +15,8 @@ from studio_audio.stable_audio import TextToAudio
 from studio_audio.tts import TextToSpeech
 
 __version__ = "0.1.0"
+#: the plugin API versions this plugin works with (checked by the studio at load).
+studio_api = ">=1.0,<2"
 
 GENERATORS = (TextToSpeech, TextToMusic, TextToAudio)
 

@@ -21,6 +21,8 @@ from .generators import DEFAULT_MODEL, GENERATORS, ImageToImage, Inpainting, Tex
 from .options import ImageToImageOptions, InpaintingOptions, TextToImageOptions
 
 __version__ = "0.1.0"
+#: the plugin API versions this plugin works with (checked by the studio at load).
+studio_api = ">=1.0,<2"
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -15,6 +15,8 @@ from .generator import DEFAULT_MODEL, TextGenerator
 from .options import TextOptions
 
 __version__ = "0.1.0"
+#: the plugin API versions this plugin works with (checked by the studio at load).
+studio_api = ">=1.0,<2"
 
 __all__ = ["DEFAULT_MODEL", "TextGenerator", "TextOptions", "__version__", "register_generators"]
 

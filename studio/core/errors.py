@@ -32,7 +32,19 @@ class UnsafeWeightsError(StudioError):
 
 
 class PluginError(StudioError):
-    """A plugin failed to import, register or run."""
+    """A plugin failed to import, register or run.
+
+    ``plugin`` names the plugin when known. In strict mode (``STUDIO_STRICT_PLUGINS=1``) the
+    error is chained (``raise ... from``) to the original exception and ``traceback`` holds that
+    exception's formatted traceback, for the command line to print.
+    """
+
+    def __init__(
+        self, message: str, *, plugin: str | None = None, traceback: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.traceback = traceback
 
 
 class Cancelled(Exception):

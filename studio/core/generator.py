@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -21,6 +21,10 @@ from studio.core.options import BaseOptions
 
 if TYPE_CHECKING:
     from studio.core.context import RunContext
+
+#: The type of a generator's validated options: ``class MyGen(Generator[MyOptions])`` makes
+#: ``request.options`` a ``MyOptions`` for the type checker in ``run`` and ``check``.
+OptionsT = TypeVar("OptionsT", bound=BaseOptions)
 
 
 class LoraSpec(BaseModel):
@@ -63,14 +67,20 @@ class GenerationRequest(BaseModel):
 
 
 @dataclass
-class GenerationRun:
-    """What ``Generator.run`` receives: the request with its seed fixed and options validated."""
+class GenerationRun(Generic[OptionsT]):
+    """What ``Generator.run`` receives: the request with its seed fixed and options validated.
+
+    Generic in the options' type: a generator declared as ``Generator[MyOptions]`` receives a
+    ``GenerationRun[MyOptions]``, whose ``options`` is an instance of its ``Options`` class.
+    """
 
     generator: str
     prompt: str
+    #: the model reference to load.
     model: str
     seed: int
-    options: Any
+    #: the validated options, an instance of the generator's ``Options`` class.
+    options: OptionsT
     loras: list[LoraSpec] = field(default_factory=list)
     #: recipes of the artifact chain this request continues, oldest first (chat history).
     parent_recipes: list[dict[str, Any]] = field(default_factory=list)
@@ -80,16 +90,34 @@ class GenerationRun:
     keep_indices: list[int] | None = None
 
 
-class Generator:
-    """Base class of every generator. Subclasses set the class attributes and implement ``run``."""
+class Generator(Generic[OptionsT]):
+    """Base class of every generator. Subclasses set the class attributes and implement ``run``.
+
+    Parametrise it with the ``Options`` class so that ``request.options`` is typed::
+
+        class Sketch(Generator[SketchOptions]):
+            Options = SketchOptions
+
+            def run(self, request: GenerationRun[SketchOptions], ctx: RunContext) -> ...:
+                request.options.strokes  # an int, for the type checker too
+
+    A bare ``Generator`` subclass still works (its ``request.options`` is then ``Any``). The
+    class attributes are read when the plugin registers the class (checked there: see
+    docs/hooks.md); the class is instantiated only to ``check`` and ``run`` a request.
+    """
 
     id: ClassVar[str]
     name: ClassVar[str]
     modality: ClassVar[Modality]
     task: ClassVar[str]
     default_model: ClassVar[str | None] = None
+    #: the options' pydantic model; the same class as the type parameter, when one is given.
     Options: ClassVar[type[BaseOptions]] = BaseOptions
     description: ClassVar[str] = ""
+    #: whether this generator loads a model. ``False`` (procedural, model-free generators): it must
+    #: not set ``default_model``, ``--model`` is refused for it and its ``request.model`` is None.
+    #: ``True`` with ``default_model = None``: the user must name a model for every request.
+    uses_model: ClassVar[bool] = True
     #: whether ``--lora`` adapters are understood by this generator.
     supports_lora: ClassVar[bool] = False
     #: whether the prompt may be empty (e.g. unconditional generation).
@@ -99,12 +127,14 @@ class Generator:
     #: (:func:`studio.core.imports.import_model_libraries`).
     imports: ClassVar[tuple[str, ...]] = ()
 
-    def check(self, request: GenerationRun) -> None:
+    def check(self, request: GenerationRun[OptionsT]) -> None:
         """Extra validation before any model work (files exist, sizes fit). Raise InvalidRequest.
 
-        Runs on the submitting thread: never load a model here.
+        An instance method: the studio calls it on a fresh instance (``cls().check(request)``)
+        with the prepared request, on the submitting thread, before the job is queued. Never
+        load a model here. The default accepts every request.
         """
 
-    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
+    def run(self, request: GenerationRun[OptionsT], ctx: RunContext) -> Iterator[PluginEvent]:
         """Produce the outputs, yielding Progress/Preview/Partial/Note events and Results."""
         raise NotImplementedError

@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -165,7 +165,10 @@ def _coerce_cli_value(spec: FieldSpec, raw: str) -> Any:
     return raw
 
 
-def validate_options(options_cls: type[BaseModel], values: dict[str, Any]) -> BaseModel:
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+
+def validate_options(options_cls: type[_ModelT], values: dict[str, Any]) -> _ModelT:
     """Build ``options_cls`` from user values; raise :class:`OptionsError` naming field + allowed.
 
     String values (from ``--set``) are coerced the way the CLI documents: lists split on commas,

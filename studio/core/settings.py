@@ -60,3 +60,9 @@ class Settings(BaseOptions):
         le=256,
         description="torch CPU threads (default: cores - 1, to keep the GUI live).",
     )
+    preferred_generators: dict[str, str] = Field(
+        default_factory=dict,
+        title="Preferred generators",
+        description="Which generator serves a task when several do: task -> generator id (e.g. "
+        "text-to-image -> my-plugin.sketch). Without one: built-ins first, then install order.",
+    )

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic
 
 from pydantic import BaseModel, Field
 
 from studio.core.events import Modality, PluginEvent
+from studio.core.generator import OptionsT
 from studio.core.options import BaseOptions
 
 if TYPE_CHECKING:
@@ -47,33 +48,44 @@ class IngestReport:
 
 
 @dataclass
-class TrainingRun:
-    """What ``Trainer.run`` receives."""
+class TrainingRun(Generic[OptionsT]):
+    """What ``Trainer.run`` receives; generic in the options' type like ``GenerationRun``."""
 
     trainer: str
     base_model: str
     dataset: Path
     name: str
-    options: Any
+    #: the validated options, an instance of the trainer's ``Options`` class.
+    options: OptionsT
     output_dir: Path
 
 
-class Trainer:
-    """Base class of every trainer."""
+class Trainer(Generic[OptionsT]):
+    """Base class of every trainer; ``Trainer[MyOptions]`` types ``request.options`` in ``run``.
+
+    Its class attributes are read and checked when the plugin registers it, like a generator's.
+    """
 
     id: ClassVar[str]
     name: ClassVar[str]
     modality: ClassVar[Modality]
     default_model: ClassVar[str | None] = None
+    #: the options' pydantic model; the same class as the type parameter, when one is given.
     Options: ClassVar[type[BaseOptions]] = BaseOptions
     description: ClassVar[str] = ""
+    #: whether training starts from a base model. ``False`` (a trainer that learns from the
+    #: dataset alone): it must not set ``default_model``.
+    uses_model: ClassVar[bool] = True
     #: modules ``run`` imports; as :attr:`studio.core.generator.Generator.imports`.
     imports: ClassVar[tuple[str, ...]] = ()
 
-    def ingest(self, dataset: Path, options: Any) -> IngestReport:
-        """Inspect ``dataset`` (a folder of the artist's files) without loading any model."""
+    def ingest(self, dataset: Path, options: OptionsT) -> IngestReport:
+        """Inspect ``dataset`` (a folder of the artist's files) without loading any model.
+
+        An instance method, called on a fresh instance with the validated options.
+        """
         raise NotImplementedError
 
-    def run(self, request: TrainingRun, ctx: TrainContext) -> Iterator[PluginEvent]:
+    def run(self, request: TrainingRun[OptionsT], ctx: TrainContext) -> Iterator[PluginEvent]:
         """Train, calling ``ctx.step_boundary()`` between steps and checkpointing via ctx."""
         raise NotImplementedError

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 #: Name the testing kit registers this plugin under.
 PLUGIN_NAME = "studio-fakes"
+#: the plugin API versions this plugin works with.
+studio_api = ">=1.0,<2"
 
 
 @hookimpl

@@ -31,8 +31,9 @@ from studio.ui.options_form import OptionsForm
 if TYPE_CHECKING:
     from studio.core.studio import Studio
 
-#: Managed elsewhere: the plugins panel toggles plugins one by one.
-EXCLUDED = ("disabled_plugins",)
+#: Managed elsewhere: the plugins panel toggles plugins one by one; preferred generators (a
+#: task -> id mapping the form cannot edit) are kept as they are.
+EXCLUDED = ("disabled_plugins", "preferred_generators")
 PICKLE_WARNING = (
     "Pickle-based weights (.bin, .ckpt, .pt, .pth) can run arbitrary code on this computer when "
     "they are loaded. Allow them only for models from people you trust.\n\nAllow: {refs}?"

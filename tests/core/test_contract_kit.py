@@ -239,6 +239,8 @@ class _Echo(Generator):
 
 
 class _EchoPlugin:
+    studio_api = ">=1.0,<2"
+
     @hookimpl
     def register_generators(self, register: Any) -> None:
         register(_Echo)

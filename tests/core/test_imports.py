@@ -191,6 +191,8 @@ class _Declares(Generator):
 
 
 class _DeclaresPlugin:
+    studio_api = ">=1.0,<2"
+
     @hookimpl
     def register_generators(self, register: Any) -> None:
         register(_Declares)
@@ -230,6 +232,8 @@ def test_imports_must_be_a_tuple_of_module_names(imports: Any) -> None:
     bad = type("Bad", (_Declares,), {"id": "imports.bad", "imports": imports})
 
     class Plugin:
+        studio_api = ">=1.0,<2"
+
         @hookimpl
         def register_generators(self, register: Any) -> None:
             register(bad)

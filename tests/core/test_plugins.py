@@ -23,6 +23,7 @@ GOOD = textwrap.dedent(
     from studio import Generator, Result, TextOutput, hookimpl
 
     __version__ = "1.2.3"
+    studio_api = ">=1.0,<2"
 
     class Echo(Generator):
         id = "good.echo"
@@ -46,6 +47,8 @@ BROKEN_REGISTER = textwrap.dedent(
     """
     from studio import hookimpl
 
+    studio_api = ">=1.0,<2"
+
     @hookimpl
     def register_generators(register):
         raise ValueError('broken at registration on purpose')
@@ -55,6 +58,8 @@ BROKEN_REGISTER = textwrap.dedent(
 BAD_GENERATOR = textwrap.dedent(
     """
     from studio import Generator, hookimpl
+
+    studio_api = ">=1.0,<2"
 
     class NoMetadata(Generator):
         pass  # no id, name, modality, task
@@ -75,6 +80,8 @@ BAD_GENERATOR = textwrap.dedent(
 NO_METADATA = textwrap.dedent(
     """
     from studio import Generator, hookimpl
+
+    studio_api = ">=1.0,<2"
 
     class NoMetadata(Generator):
         pass
@@ -215,12 +222,13 @@ def test_duplicate_generator_id_is_refused(dists: Path) -> None:
 
     host = loaded()
     echo = host.generators["good.echo"]
-    copycat = types.SimpleNamespace(
-        __name__="copycat", register_generators=hookimpl(lambda register: register(echo))
-    )
+    copycat = types.ModuleType("copycat")
+    copycat.studio_api = ">=1.0,<2"  # type: ignore[attr-defined]
+    copycat.register_generators = hookimpl(lambda register: register(echo))  # type: ignore[attr-defined]
     info = host.register(copycat)
-    assert info.error is not None and "already registered" in info.error
+    assert info.error is not None and "already registered by plugin 'goodplug'" in info.error
     assert host.plugin_of("good.echo").name == "goodplug"
+    assert info.generators == []
 
 
 def test_unknown_generator_names_the_available_ones(dists: Path) -> None:
@@ -256,5 +264,5 @@ def test_plugins_listing_shows_the_broken_plugin_with_its_error(
     assert main(["plugins"]) == 0
     text = capsys.readouterr().out
     assert "brokenimport 0.0.1 (third-party" in text
-    assert "ERROR failed at import" in text
+    assert "failed at import: RuntimeError: broken at import on purpose" in text
     assert "good.echo" in text and "text-generation" in text

@@ -90,6 +90,8 @@ class VariationGenerator(Generator):
 class TonePlugin:
     """The UI tests' own plugin: an audio generator and an image-to-image one."""
 
+    studio_api = ">=1.0,<2"
+
     @hookimpl
     def register_generators(self, register: Callable[[type], None]) -> None:
         register(ToneGenerator)
