@@ -43,9 +43,10 @@ from studio.core.events import (
 from studio.core.generator import GenerationRequest, GenerationRun, Generator, LoraSpec
 from studio.core.hashing import sha256_file
 from studio.core.hookspecs import API_VERSION, hookimpl
+from studio.core.hub import hub_cache_dir
 from studio.core.options import BaseOptions
 from studio.core.quiet import quiet_model_loading
-from studio.core.refs import ResolvedModel
+from studio.core.refs import ResolvedModel, locate_model
 from studio.core.training import IngestReport, Trainer, TrainingRequest, TrainingRun
 from studio.core.units import human_size
 
@@ -92,9 +93,11 @@ __all__ = [
     "empty_device_caches",
     "hookimpl",
     "host_memory_total",
+    "hub_cache_dir",
     "human_size",
     "is_host",
     "is_out_of_memory",
+    "locate_model",
     "quiet_model_loading",
     "sha256_file",
     "torch_dtype",

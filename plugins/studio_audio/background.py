@@ -6,11 +6,15 @@ invokes (stopping criteria, diffusers step callbacks) ``emit`` events into a que
 worker drains and yields. The worker waits while the helper computes, so the device still runs one
 model call at a time. When the consumer stops early (an exception, a closed generator), ``stopped``
 is set so the helper's callbacks end the call at the next step, and the thread is joined.
+
+torch's CPU thread count is a per-thread setting (a new thread takes whatever count was set last,
+on any thread): the helper takes the consumer's, so the call runs with the count the worker chose.
 """
 
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -44,10 +48,12 @@ class BackgroundCall(Generic[T]):
         self.stopped = threading.Event()
         self._result: T | None = None
         self._finished = False
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._name = name
 
-    def _main(self) -> None:
+    def _main(self, threads: int | None) -> None:
         try:
+            if threads is not None:
+                sys.modules["torch"].set_num_threads(threads)
             self._result = self._work(self._queue.put, self.stopped)
         except BaseException as exc:  # handed to the consumer, who decides
             self._queue.put(_Failure(exc))
@@ -55,7 +61,10 @@ class BackgroundCall(Generic[T]):
             self._queue.put(_DONE)
 
     def __iter__(self) -> Iterator[Any]:
-        self._thread.start()
+        torch = sys.modules.get("torch")  # imported by whoever called: nothing to set otherwise
+        threads = torch.get_num_threads() if torch is not None else None
+        thread = threading.Thread(target=self._main, args=(threads,), name=self._name, daemon=True)
+        thread.start()
         try:
             while True:
                 item = self._queue.get()
@@ -67,7 +76,7 @@ class BackgroundCall(Generic[T]):
                 yield item
         finally:
             self.stopped.set()
-            self._thread.join()
+            thread.join()
 
     @property
     def result(self) -> T:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio import InvalidRequest, StudioError
+from studio import InvalidRequest, locate_model
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -32,14 +32,8 @@ def peek_model_folder(ref: str) -> Path | None:
     Used by ``check``: nothing is downloaded and no weights are loaded; a model that is not here
     yet is checked again in ``run`` once it is.
     """
-    try:
-        from studio.core.refs import resolve
-
-        resolved = resolve(ref, allow_pickle=True, allow_download=False)
-    except (StudioError, OSError, ValueError):
-        return None
-    path = Path(resolved.path)
-    return path if path.is_dir() else None
+    path = locate_model(ref)
+    return path if path is not None and path.is_dir() else None
 
 
 def require_folder(path: Path, what: str) -> Path:

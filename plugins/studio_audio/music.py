@@ -62,6 +62,13 @@ def generation_kwargs(opts: MusicOptions, info: MusicgenInfo) -> dict[str, Any]:
     }
 
 
+def _melody_path(opts: MusicOptions) -> Path | None:
+    """The melody file as an absolute path (``None``: no melody)."""
+    if opts.melody is None:
+        return None
+    return Path(opts.melody).expanduser().absolute()
+
+
 class TextToMusic(Generator):
     """Music from a text description with MusicGen; MusicGen-melody also follows a melody."""
 
@@ -81,17 +88,16 @@ class TextToMusic(Generator):
         opts: MusicOptions = request.options
         if not request.prompt.strip():
             raise InvalidRequest("the music description is empty; describe the music to make")
-        if opts.melody is not None:
+        melody = _melody_path(opts)
+        if melody is not None:
             from studio_audio.melody import read_melody
 
-            melody = Path(opts.melody).expanduser().absolute()
             read_melody(melody, max_seconds=1.0)  # missing, unsupported, empty: refused now
-            opts.melody = melody  # an absolute path keeps the recipe replayable from anywhere
         folder = peek_model_folder(request.model)
         if folder is None:
             return
         info = MusicgenInfo.read(folder)
-        info.check_melody(opts.melody)
+        info.check_melody(melody)
         info.check_duration(opts.duration)
 
     def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
@@ -105,15 +111,18 @@ class TextToMusic(Generator):
         resolved = ctx.resolve_model(request.model)
         folder = require_folder(Path(resolved.path), "text-to-music")
         info = MusicgenInfo.read(folder)
-        info.check_melody(opts.melody)
+        melody_path = _melody_path(opts)
+        info.check_melody(melody_path)
         info.check_duration(opts.duration)
         melody: MelodyAudio | None = None
-        if opts.melody is not None:
-            melody = prepare_melody(opts.melody, info.features)
+        if melody_path is not None:
+            # an absolute path keeps the recipe replayable from any working folder
+            ctx.record_options(melody=str(melody_path))
+            melody = prepare_melody(melody_path, info.features)
             for message in melody.notes:
                 yield Note(message)
             ctx.recipe.extra["melody"] = {
-                "path": str(opts.melody),
+                "path": str(melody_path),
                 "sha256": melody.sha256,
                 "sample_rate": melody.source_rate,
             }

@@ -226,7 +226,7 @@ class TextToAudio(Generator):
         info.check_duration(opts.duration)
         info.check_scheduler()
         dtype = default_dtype(ctx.device)
-        allow_pickle = request.model in ctx.settings.allow_pickle
+        allow_pickle = ctx.allows_pickle(request.model)
         with ctx.use_model(
             resolved,
             kind=KIND,

@@ -5,8 +5,8 @@ and derive their task's pipeline from it with the AutoPipeline ``from_pipe`` (sh
 nothing loaded): switching from text-to-image to inpainting on the same model costs nothing.
 
 A run, in order: input images checked and converted (no model yet); the model resolved and
-loaded (or found in the cache); the ``None`` options resolved from the model's family and written
-back into the run's options (so the recipe holds the real numbers); a fresh scheduler; the LoRA
+loaded (or found in the cache); the ``None`` options resolved from the model's family and recorded
+with ``ctx.record_options`` (so the recipe holds the real numbers); a fresh scheduler; the LoRA
 adapters applied; the prompts planned (chunked and weighted when needed); the pipeline run with
 per-step Progress and Preview events; one Result per image, image ``i`` made with seed
 ``seed + i`` (a CPU ``torch.Generator`` per image, so every image is reproducible on its own).
@@ -173,9 +173,9 @@ class _DiffusersImageGenerator(Generator):
             resolved,
             device=ctx.device,
             dtype_name=dtype_name,
-            allow_pickle=request.model in ctx.settings.allow_pickle,
+            allow_pickle=ctx.allows_pickle(request.model),
             checkpoint_config=opts.checkpoint_config,
-            allow_download=not ctx.settings.offline,
+            allow_download=not ctx.offline,
             offload=offload,
         )
         with ctx.use_model(
@@ -196,16 +196,18 @@ class _DiffusersImageGenerator(Generator):
                 guidance = defaults.guidance_scale
             if hasattr(opts, "strength"):
                 _check_strength(steps, opts.strength)
-            # the recipe (and its A1111 text) shows what was really used
-            opts.width, opts.height, opts.steps, opts.guidance_scale = (
-                width,
-                height,
-                steps,
-                guidance,
-            )
             pipe.scheduler = make_scheduler(opts.scheduler, base.scheduler)
-            if opts.scheduler == "default":  # name it, when a curated name rebuilds it exactly
-                opts.scheduler = curated_name(pipe.scheduler, base.scheduler)
+            scheduler = opts.scheduler
+            if scheduler == "default":  # name it, when a curated name rebuilds it exactly
+                scheduler = curated_name(pipe.scheduler, base.scheduler)
+            # the recipe (and its A1111 text) shows what was really used, and replays it
+            ctx.record_options(
+                width=width,
+                height=height,
+                steps=steps,
+                guidance_scale=guidance,
+                scheduler=scheduler,
+            )
             tiling = self._set_tiling(pipe, opts.vae_tiling, width, height, defaults.native_size)
             ctx.recipe.extra.update(
                 {

@@ -119,10 +119,8 @@ class WeightsSummary:
 
 def check_weights(resolved: ResolvedModel) -> WeightsSummary:
     """Read every safetensors header of the model (damaged files raise ``ModelNotFound``)."""
-    from studio.core.refs import weights_files
-
     params = other = count = 0
-    for file in weights_files(resolved):
+    for file in resolved.weights_files():
         if file.suffix != ".safetensors":
             continue
         try:
@@ -184,7 +182,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _config_folder(repo_or_dir: str, *, allow_download: bool, ref: str) -> Path:
-    """A folder with a diffusers pipeline's configs: a local folder, or a hub repo's configs."""
+    """A folder with a diffusers pipeline's configs: a local folder, or a hub repo's configs.
+
+    ``allow_download`` is the run's policy (``not ctx.offline``), decided by the studio.
+    """
     local = Path(repo_or_dir).expanduser()
     if local.is_dir():
         if not (local / "model_index.json").is_file():
@@ -195,7 +196,7 @@ def _config_folder(repo_or_dir: str, *, allow_download: bool, ref: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from studio.core.refs import hub_cache_dir, hub_offline
+    from studio import hub_cache_dir
 
     cache = hub_cache_dir()
     try:
@@ -206,7 +207,7 @@ def _config_folder(repo_or_dir: str, *, allow_download: bool, ref: str) -> Path:
         )
     except (LocalEntryNotFoundError, FileNotFoundError):
         pass
-    if not allow_download or hub_offline():
+    if not allow_download:
         raise ModelNotFound(
             f"model {ref!r} is a single-file checkpoint; loading it needs the configuration of "
             f"{repo_or_dir!r}, which is not in the hub cache ({cache}) and downloads are off. "

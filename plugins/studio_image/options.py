@@ -2,8 +2,9 @@
 
 Fields left at ``None`` mean "the model's own default", resolved when the model is loaded (the
 native size differs by family: SD 1.x 512, SD 2.x 768, SDXL 1024; distilled models want few steps
-and no guidance). The resolved values are written back into the options of the run, so the
-artifact's recipe and its A1111 ``parameters`` text show the numbers really used.
+and no guidance). The run records the resolved values (``ctx.record_options``), so the
+artifact's recipe and its A1111 ``parameters`` text show the numbers really used, and
+``regenerate`` replays them.
 """
 
 from __future__ import annotations

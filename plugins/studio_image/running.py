@@ -3,12 +3,13 @@
 A pipeline call is one blocking function; a generator's ``run`` must yield events while it runs.
 So the call runs on a helper thread that the worker thread waits on (the two never run model code
 at the same time), and ``callback_on_step_end`` hands each step's Progress and Preview events
-over through a queue, which ``run`` yields as they come.
+over through a queue, which ``run`` yields as they come. torch's CPU thread count is a per-thread
+setting: the helper takes the worker's, so the run uses the count the studio chose (and recorded).
 
 Cancel: the same callback checks the job's cancel flag after every denoising step and raises, so
 the pipeline stops within one step. The exception's traceback (which holds the pipeline's frames,
 and with them the latents) is dropped and the allocator cache emptied before
-:class:`~studio.core.errors.Cancelled` is raised, so the job's memory is given back.
+:class:`~studio.Cancelled` is raised, so the job's memory is given back.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def run_pipeline(
     ``make_kwargs`` runs on the helper thread too, with gradients off, so prompt encoding is part
     of the model work; it may ``emit`` Notes.
     """
+    import torch
+
     ctx.check_cancelled()
+    threads = torch.get_num_threads()  # the worker thread's count: the helper uses the same
     events: queue.SimpleQueue[Any] = queue.SimpleQueue()
     stop = threading.Event()
     outcome: dict[str, Any] = {}
@@ -82,9 +86,8 @@ def run_pipeline(
         return kwargs
 
     def work() -> None:
-        import torch
-
         try:
+            torch.set_num_threads(threads)
             if ctx.device.startswith("cuda:"):
                 torch.cuda.set_device(ctx.device)
             with torch.no_grad():

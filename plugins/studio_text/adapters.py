@@ -66,7 +66,7 @@ def find_adapter(ctx: RunContext, spec: LoraSpec) -> AdapterSource:
     weights = folder / ADAPTER_WEIGHTS
     if not weights.is_file():
         if (folder / PICKLE_WEIGHTS).is_file():
-            if spec.ref not in ctx.settings.allow_pickle:
+            if not ctx.allows_pickle(spec.ref):
                 raise UnsafeWeightsError(
                     f"adapter {spec.ref!r} has only pickle-based weights ({PICKLE_WEIGHTS}); "
                     "pickle files can run arbitrary code when loaded. If you trust it, add "

@@ -44,8 +44,8 @@ DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
 class TextGenerator(Generator):
     """Text from a causal language model: continue a text, or chat with an instruct model.
 
-    Tokens stream as :class:`~studio.core.events.Partial` events as they are produced; each
-    candidate ends in a :class:`~studio.core.events.Result` whose text is exactly the streamed
+    Tokens stream as :class:`~studio.Partial` events as they are produced; each
+    candidate ends in a :class:`~studio.Result` whose text is exactly the streamed
     pieces joined. Candidate ``i`` is sampled with seed ``seed + i`` from its own random stream,
     so it can be regenerated alone.
     """

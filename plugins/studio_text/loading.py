@@ -145,10 +145,8 @@ def pick_dtype(device: str) -> str:
 
 def count_weights(resolved: ResolvedModel) -> int | None:
     """Number of weights of a model, read from its safetensors headers (no tensor is read)."""
-    from studio.core import refs
-
     total = 0
-    for f in refs.weights_files(resolved):
+    for f in resolved.weights_files():
         count = _safetensors_numel(f)
         if count is None:
             return None
@@ -159,10 +157,8 @@ def count_weights(resolved: ResolvedModel) -> int | None:
 def estimate_bytes(resolved: ResolvedModel, info: TextModelInfo, dtype: str, tokens: int) -> int:
     """Memory the model needs in ``dtype``: its weights (counted from the safetensors headers,
     else the files' sizes) plus the key/value cache for ``tokens`` tokens."""
-    from studio.core import refs
-
     per = _DTYPE_BYTES.get(dtype, 4)
-    weights = info.numel * per if info.numel is not None else refs.estimate_bytes(resolved)
+    weights = info.numel * per if info.numel is not None else resolved.estimated_bytes()
     return weights + kv_cache_bytes(info.config, tokens, per)
 
 
@@ -208,26 +204,23 @@ def check_memory(ctx: RunContext, resolved: ResolvedModel, needed: int, dtype: s
     More than the device's whole memory is refused (it cannot load); more than the cache budget
     allows right now proceeds with a warning (other models make way, or the load may fail).
     """
-    from studio.core import devices
+    from studio import device_memory_total, host_memory_total, is_host
 
     device = ctx.device
-    total = (
-        devices.host_memory_total()
-        if devices.is_host(device)
-        else devices.device_memory_total(device)
-    )
+    host = is_host(device)
+    total = host_memory_total() if host else device_memory_total(device)
     gib = needed / 2**30
     if total is not None and needed > total:
         raise InvalidRequest(
             f"model {resolved.ref!r} needs about {gib:.1f} GiB in {dtype} (weights and context), "
             f"more than the {total / 2**30:.1f} GiB of {device}: choose a smaller model"
-            + (" or run it on the GPU" if devices.is_host(device) else "")
+            + (" or run it on the GPU" if host else "")
         )
     if ctx.cache.fits(needed, device):
         return None
-    budget = ctx.cache.host_budget if devices.is_host(device) else ctx.cache.device_budget
+    budget = ctx.cache.host_budget if host else ctx.cache.device_budget
     budget_text = f"{budget / 2**30:.1f} GiB" if budget is not None else "unlimited"
-    setting = "host_budget_gb" if devices.is_host(device) else "device_budget_gb"
+    setting = "host_budget_gb" if host else "device_budget_gb"
     return (
         f"model {resolved.ref!r} needs about {gib:.1f} GiB in {dtype}, more than the model "
         f"cache has free on {device} (budget {budget_text}, part of it held by models in use); "
@@ -240,10 +233,9 @@ def load_causal_lm(resolved: ResolvedModel, device: str, dtype: str) -> Any:
     from transformers import AutoModelForCausalLM
 
     from studio import is_host, torch_dtype
-    from studio.core import refs
 
     folder = model_folder(resolved)
-    safe = any(f.suffix == ".safetensors" for f in refs.weights_files(resolved))
+    safe = any(f.suffix == ".safetensors" for f in resolved.weights_files())
     kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
     if safe:
         kwargs["use_safetensors"] = True  # never fall back to pickle files next to them

@@ -351,14 +351,3 @@ def test_importing_the_plugin_imports_no_model_library():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_default_model_is_the_catalog_text_model():
-    from studio.core.catalog import catalog_entry
-    from studio_text import DEFAULT_MODEL, TextGenerator
-
-    assert TextGenerator.default_model == DEFAULT_MODEL
-    entry = catalog_entry(DEFAULT_MODEL)
-    assert entry is not None and entry.modality == "text"
-    assert "text-generation" in entry.tasks
-    assert entry.licence == "apache-2.0" and 600e6 < entry.size_bytes < 800e6
