@@ -49,7 +49,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from studio.core import hub, refs
 from studio.core.catalog import CatalogEntry, catalog_entry
 from studio.core.errors import InvalidRequest, ModelNotFound, StudioError, one_line
-from studio.core.events import JobEvent, JobState, JobStateChanged, Note, Progress, stored_payload
+from studio.core.events import (
+    ERROR_KIND,
+    JobEvent,
+    JobState,
+    JobStateChanged,
+    Note,
+    Progress,
+    event_type,
+    stored_payload,
+)
 from studio.core.records import JobKind, JobRecord, ModelEntry, Priority
 from studio.core.refs import ResolvedModel
 from studio.core.units import human_size
@@ -444,7 +453,7 @@ class DownloadManager:
         payload = stored_payload(event)
         if payload is not None:
             try:
-                self.store.add_job_event(job.id, type(event).__name__.lower(), payload)
+                self.store.add_job_event(job.id, event_type(event), payload)
             except Exception:
                 log.exception("could not store an event of download %s", job.id)
         self._publish(JobEvent(job.id, event))
@@ -466,7 +475,7 @@ class DownloadManager:
         try:
             if store:
                 self.store.update_job(job.id, **fields)
-            self.store.add_job_event(job.id, "jobstatechanged", stored_payload(event) or {})
+            self.store.add_job_event(job.id, event_type(event), stored_payload(event) or {})
         except Exception:
             log.exception("could not store the state %s of download %s", state, job.id)
         self._publish(JobEvent(job.id, event))
@@ -476,7 +485,7 @@ class DownloadManager:
         details = "".join(traceback.format_exception(exc))
         log.error("download %s (%s) failed: %s", job.id, job.ref, message)
         try:
-            self.store.add_job_event(job.id, "error", {"message": message, "traceback": details})
+            self.store.add_job_event(job.id, ERROR_KIND, {"message": message, "traceback": details})
         except Exception:
             log.exception("could not store the error of download %s", job.id)
         self._record_state(job, JobState.FAILED, message)

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Modality = Literal["text", "image", "audio"]
 
@@ -153,6 +153,8 @@ class Sample:
     output: ImageOutput | AudioOutput | TextOutput
 
 
+#: What a plugin's ``run`` may yield: the one list of plugin event kinds (the worker refuses
+#: anything else; :data:`PLUGIN_EVENT_TYPES` is this list as a tuple of classes).
 PluginEvent = Progress | Preview | Partial | Note | Result | TrainStep | Sample
 
 
@@ -175,18 +177,45 @@ class ArtifactSaved:
     recipe: dict[str, Any]
 
 
+#: What the core adds to a job's stream (:data:`CORE_EVENT_TYPES` as a tuple of classes).
+CoreEvent = JobStateChanged | ArtifactSaved
+
+
 @dataclass
 class JobEvent:
     """What observers receive: an event and the job it belongs to."""
 
     job_id: str
-    event: PluginEvent | JobStateChanged | ArtifactSaved
+    event: PluginEvent | CoreEvent
     time: float = field(default_factory=time.time)
 
 
+# --- the kinds, derived from the two unions above: add an event class there and only there -----
+
+#: The classes of :data:`PluginEvent`, for ``isinstance`` checks.
+PLUGIN_EVENT_TYPES: tuple[type, ...] = get_args(PluginEvent)
+#: The classes of :data:`CoreEvent`.
+CORE_EVENT_TYPES: tuple[type, ...] = get_args(CoreEvent)
+
+
+def kind_of(cls: type) -> str:
+    """The stable, lower-case kind of an event class (a key of :data:`EVENT_KINDS`)."""
+    return cls.__name__.lower()
+
+
+#: Every event kind, as stored in the job history (its ``type``), to its class:
+#: ``progress``, ``preview``, ``partial``, ``note``, ``result``, ``trainstep``, ``sample``,
+#: ``jobstatechanged``, ``artifactsaved``.
+EVENT_KINDS: dict[str, type] = {
+    kind_of(cls): cls for cls in (*PLUGIN_EVENT_TYPES, *CORE_EVENT_TYPES)
+}
+#: The kind stored for a failed job's message and traceback: history, not an event class.
+ERROR_KIND = "error"
+
+
 def event_type(event: object) -> str:
-    """A stable, lower-case name for an event class (used in the job-event table and JSON)."""
-    return type(event).__name__.lower()
+    """The kind of an event (used in the job-event table and JSON): :func:`kind_of` its class."""
+    return kind_of(type(event))
 
 
 def stored_payload(event: object) -> dict[str, Any] | None:

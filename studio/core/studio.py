@@ -40,6 +40,8 @@ from studio.core.events import (
     JobStateChanged,
     Preview,
     Sample,
+    event_type,
+    stored_payload,
 )
 from studio.core.generator import GenerationRequest, GenerationRun, Generator, LoraSpec
 from studio.core.jobs import Job, Prepared
@@ -471,7 +473,7 @@ class Studio:
 
     def _announce_queued(self, record: JobRecord) -> None:
         event = JobStateChanged(JobState.QUEUED)
-        self.store.add_job_event(record.id, "jobstatechanged", {"state": "queued", "error": None})
+        self.store.add_job_event(record.id, event_type(event), stored_payload(event) or {})
         self._emit(JobEvent(record.id, event))
 
     def _requeue_stored(self) -> None:
@@ -497,8 +499,9 @@ class Studio:
             return False
         # queued in the database only (another process owns the queue, or none runs it)
         self.store.update_job(job_id, state=JobState.CANCELLED, finished=time.time())
-        self.store.add_job_event(job_id, "jobstatechanged", {"state": "cancelled", "error": None})
-        self._emit(JobEvent(job_id, JobStateChanged(JobState.CANCELLED)))
+        event = JobStateChanged(JobState.CANCELLED)
+        self.store.add_job_event(job_id, event_type(event), stored_payload(event) or {})
+        self._emit(JobEvent(job_id, event))
         return True
 
     def pause(self, job_id: str) -> bool:

@@ -34,17 +34,17 @@ from studio.core.checkpoints import CheckpointStore
 from studio.core.context import RunContext, TrainContext
 from studio.core.errors import Cancelled, one_line
 from studio.core.events import (
+    ERROR_KIND,
+    PLUGIN_EVENT_TYPES,
     AdapterOutput,
     ArtifactSaved,
     JobEvent,
     JobState,
     JobStateChanged,
-    Note,
     Partial,
     Preview,
     Progress,
     Result,
-    Sample,
     TrainStep,
     event_type,
     stored_payload,
@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_PLUGIN_EVENTS = (Progress, Preview, Partial, Note, Result, TrainStep, Sample)
 #: How long a held (paused) training sleeps between looks at the queue, at most (seconds).
 _HOLD_POLL = 0.5
 
@@ -319,7 +318,7 @@ class DeviceWorker:
         log.error("job %s (%s) failed: %s\n%s", job.id, job.record.component, message, details)
         try:
             self.services.store.add_job_event(
-                job.id, "error", {"message": message, "traceback": details}
+                job.id, ERROR_KIND, {"message": message, "traceback": details}
             )
         except Exception:
             log.exception("could not store the error of job %s", job.id)
@@ -427,10 +426,11 @@ class DeviceWorker:
 
     def _handle(self, job: Job, prepared: Prepared, ctx: RunContext, event: object) -> None:
         """One plugin event: filter, track progress, forward; results become files."""
-        if not isinstance(event, _PLUGIN_EVENTS):
+        if not isinstance(event, PLUGIN_EVENT_TYPES):
+            kinds = ", ".join(cls.__name__ for cls in PLUGIN_EVENT_TYPES)
             raise TypeError(
                 f"{job.record.component} yielded {type(event).__name__}, not a studio event "
-                "(Progress, Preview, Partial, Note, Result, TrainStep or Sample)"
+                f"(one of {kinds})"
             )
         index = _index_of(event)
         keep = prepared.keep_indices

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.errors import StudioError
-from studio.core.events import ImageOutput, JobState, TextOutput
+from studio.core.events import ImageOutput, JobState, TextOutput, TrainStep, kind_of
 from studio.core.options import FieldSpec
 from studio.core.records import JobKind
 from studio.core.training import IngestReport, TrainingRequest
@@ -380,7 +380,7 @@ class TrainingPanel(QWidget):
         except Exception:
             return
         for ev in events:
-            if ev.get("type") == "trainstep":
+            if ev.get("type") == kind_of(TrainStep):
                 payload = ev.get("payload") or {}
                 try:
                     self.plot.add(
