@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 from PySide6.QtCore import QObject
 
 
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12),
+    reason="None is immortal from Python 3.12 (PEP 683): its reference count never changes, so "
+    "a binding that drops references to it can neither abort the process nor be seen here",
+)
 def test_void_methods_do_not_drop_references_to_none() -> None:
     probe = QObject()
     before = sys.getrefcount(None)
