@@ -232,11 +232,10 @@ def test_cancel_a_running_job_stops_it_within_one_step(
     job = app.submit(slow_image(steps=100, delay=0.05))
     assert recorder.wait_for(lambda: progress_count(recorder, job) >= 2, WAIT)
     at_cancel = progress_count(recorder, job)
-    started = time.monotonic()
     assert app.cancel(job)
     record = app.wait(job, WAIT)
     assert record.state == JobState.CANCELLED
-    assert time.monotonic() - started < 1.0
+    # within one step: counted in steps, not seconds (a loaded machine is slow, not wrong)
     assert progress_count(recorder, job) - at_cancel <= 1
     assert record.artifact_ids == []
     # the worker goes on
