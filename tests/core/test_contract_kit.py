@@ -1,8 +1,9 @@
-"""The testing kit: the generator contract mixin, run_generator and the pytest fixtures.
+"""The testing kit: the generator and trainer contract mixins, run_generator/run_trainer, the
+fixtures, and what ``studio.testing`` exports.
 
-The fake generators pass the contract (the mixin's tests are collected here, as a plugin author's
-would be); deliberately sloppy generators fail exactly the checks they break; and an outside test
-suite gets the fixtures through the installed ``pytest11`` entry point.
+The fake generators and trainer and the demo plugin pass the contracts (the mixins' tests are
+collected here, as a plugin author's would be); deliberately sloppy ones fail exactly the checks
+they break; and an outside test suite gets the kit through the installed ``pytest11`` entry point.
 """
 
 from __future__ import annotations
@@ -19,16 +20,28 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from studio import BaseOptions, Generator, Result, TextOutput, hookimpl
+from studio import BaseOptions, Generator, Progress, Result, TextOutput, TrainStep, hookimpl
 from studio.core.errors import OptionsError
 from studio.core.plugins import PluginHost
-from studio.testing.contract import (
+from studio.testing import (
     GeneratorContract,
     GeneratorRunFailed,
+    TrainerContract,
+    TrainerRunFailed,
+    adapter_content,
     invalid_value,
     run_generator,
+    run_trainer,
 )
-from studio.testing.fakes import FailingGenerator, FakeImageGenerator, FakeTextGenerator, fake_text
+from studio.testing.demo import DemoPictures, DemoTones, DemoWords
+from studio.testing.fakes import (
+    FailingGenerator,
+    FakeImageGenerator,
+    FakeTextGenerator,
+    FakeTrainer,
+    fake_loss,
+    fake_text,
+)
 
 # --- the fakes pass the contract --------------------------------------------------------------
 
@@ -131,6 +144,33 @@ def test_the_sloppy_generator_still_passes_what_it_does_right(studio_app: Any) -
     contract.test_contract_run_yields_a_result(studio_app, None)
 
 
+def test_a_run_without_progress_is_not_cancelled_during_it(studio_app: Any) -> None:
+    """Sloppy yields its result at once: there is no 'during' to cancel in; the check says so."""
+    with pytest.raises(pytest.skip.Exception, match="no progress before its result"):
+        SloppyContract().test_contract_cancel_during_run(studio_app, None)
+
+
+class OnlyYields(Generator):
+    """Never calls ctx.check_cancelled(): the worker's check at every yield must stop it."""
+
+    id = "only-yields"
+    name = "Only yields"
+    modality = "text"
+    task = "text-generation"
+    uses_model = False
+
+    def run(self, request: Any, ctx: Any) -> Iterator[Any]:
+        for step in range(1, 6):
+            yield Progress(step, 5)
+        yield Result(TextOutput("finished", seed=request.seed))
+
+
+class TestOnlyYieldsContract(GeneratorContract):
+    """A generator that only yields passes the cancel checks: the worker cancels at a yield."""
+
+    generator_cls = OnlyYields
+
+
 def test_invalid_value_covers_each_kind() -> None:
     from studio.core.options import field_specs
 
@@ -140,6 +180,203 @@ def test_invalid_value_covers_each_kind() -> None:
     assert invalid_value(specs["negative_prompt"]) is None
     fail_specs = {s.name: s for s in field_specs(FailingGenerator.Options)}
     assert invalid_value(fail_specs["error"]) == "__not_one_of_the_choices__"
+
+
+# --- the demo plugin (model-free generators) passes the contract ---------------------------------
+
+
+class TestDemoPicturesContract(GeneratorContract):
+    generator_cls = DemoPictures
+    options = {"width": 64, "height": 64, "steps": 2}
+
+
+class TestDemoWordsContract(GeneratorContract):
+    generator_cls = DemoWords
+    options = {"lines": 2}
+
+
+class TestDemoTonesContract(GeneratorContract):
+    generator_cls = DemoTones
+    options = {"seconds": 0.5}
+
+
+# --- the trainer contract -----------------------------------------------------------------------
+
+
+def write_fake_dataset(folder: Path) -> Path:
+    """Files the fake trainer uses (it reads no pixels: any non-empty .png or .txt will do)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "view.png").write_bytes(b"\x89PNG fake pixels")
+    (folder / "view.txt").write_text("a view", encoding="utf-8")
+    return folder
+
+
+class TestFakeTrainerContract(TrainerContract):
+    trainer_cls = FakeTrainer
+    options = {"steps": 4, "checkpoint_every": 1}
+    bad_file = ("empty.png", b"")  # what the fake cannot use: an empty file
+
+    @pytest.fixture
+    def dataset(self, tmp_path: Path) -> Path:
+        return write_fake_dataset(tmp_path / "dataset")
+
+
+def _with_bad_file(folder: Path, contract: TrainerContract) -> Path:
+    name, content = contract._bad_file()
+    (folder / name).write_bytes(content)
+    return folder
+
+
+def test_a_trainer_taking_a_broken_file_fails_the_ingest_check(tmp_path: Path) -> None:
+    """The default bad file of an image trainer is a .png holding no picture; the fake takes it."""
+    contract = type("C", (TrainerContract,), {"trainer_cls": FakeTrainer})()
+    dataset = _with_bad_file(write_fake_dataset(tmp_path / "d"), contract)
+    with pytest.raises(AssertionError, match=r"broken\.png was taken as usable"):
+        contract.test_contract_ingest_skips_a_bad_file_with_a_reason(dataset)
+
+
+class NoBoundaries(FakeTrainer):
+    """Never calls ctx.step_boundary(): it cannot be paused."""
+
+    id = "sloppy-no-boundaries"
+
+    def run(self, request: Any, ctx: Any) -> Iterator[Any]:
+        steps = request.options.steps
+        for step in range(1, steps + 1):
+            yield TrainStep(step, steps, fake_loss(step, request.name))
+        yield Result(self._write_adapter(request))
+
+
+class Restarts(FakeTrainer):
+    """Checkpoints, but starts over from step 1 when resumed."""
+
+    id = "sloppy-restarts"
+
+    @staticmethod
+    def _restore(ctx: Any) -> int:
+        return 0
+
+
+def _sloppy_trainer_contract(cls: type) -> TrainerContract:
+    attributes = {"trainer_cls": cls, "options": {"steps": 4, "checkpoint_every": 1}}
+    return type("C", (TestFakeTrainerContract,), attributes)()  # type: ignore[return-value]
+
+
+def test_a_trainer_without_step_boundaries_fails_the_pause_check(
+    studio_app: Any, tmp_path: Path
+) -> None:
+    contract = _sloppy_trainer_contract(NoBoundaries)
+    dataset = _with_bad_file(write_fake_dataset(tmp_path / "d"), contract)
+    with pytest.raises(AssertionError, match=r"never paused: call ctx.step_boundary\(\)"):
+        contract.test_contract_pause_holds_at_a_step_boundary(studio_app, dataset, None)
+    assert NoBoundaries.id not in studio_app.plugins.trainers  # registered only for the check
+
+
+def test_a_trainer_that_starts_over_fails_the_resume_check(studio_app: Any, tmp_path: Path) -> None:
+    contract = _sloppy_trainer_contract(Restarts)
+    dataset = _with_bad_file(write_fake_dataset(tmp_path / "d"), contract)
+    with pytest.raises(AssertionError, match=r"resumed at step 1, not after the checkpoint"):
+        contract.test_contract_resume_from_a_checkpoint_continues_identically(
+            studio_app, dataset, None
+        )
+
+
+class Failing(FakeTrainer):
+    id = "sloppy-failing"
+
+    def run(self, request: Any, ctx: Any) -> Iterator[Any]:
+        yield TrainStep(1, 2, 1.0)
+        raise ValueError("the trainer broke on purpose")
+
+
+def test_run_trainer_returns_events_and_the_adapter(studio_app: Any, tmp_path: Path) -> None:
+    dataset = write_fake_dataset(tmp_path / "d")
+    events, [adapter] = run_trainer(
+        FakeTrainer, dataset, studio_app, options={"steps": 3}, name="my style"
+    )
+    assert [e.step for e in events if isinstance(e, TrainStep)] == [1, 2, 3]
+    assert adapter.name == "my style" and Path(adapter.path).is_file()
+    assert adapter.base_model == FakeTrainer.default_model
+
+
+def test_run_trainer_raises_when_the_job_fails(studio_app: Any, tmp_path: Path) -> None:
+    dataset = write_fake_dataset(tmp_path / "d")
+    with pytest.raises(TrainerRunFailed, match="failed: ValueError: the trainer broke on purpose"):
+        run_trainer(Failing, dataset, studio_app)
+    assert Failing.id not in studio_app.plugins.trainers
+
+
+def _safetensors(path: Path, metadata: str, tensors: dict[str, list[float]]) -> Path:
+    """A float32 safetensors file written by hand, its metadata JSON given verbatim."""
+    import json
+    import struct
+
+    header, body, offset = [], b"", 0
+    for name, values in tensors.items():
+        data = struct.pack(f"<{len(values)}f", *values)
+        header.append(
+            f'"{name}":{{"dtype":"F32","shape":[{len(values)}],'
+            f'"data_offsets":[{offset},{offset + len(data)}]}}'
+        )
+        body, offset = body + data, offset + len(data)
+    text = ('{"__metadata__":' + metadata + "," + ",".join(header) + "}").encode()
+    json.loads(text)  # well-formed
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + body)
+    return path
+
+
+def test_adapter_content_ignores_the_order_safetensors_wrote(tmp_path: Path) -> None:
+    one = _safetensors(tmp_path / "a" / "w.safetensors", '{"a":"1","b":"2"}', {"x": [1.0, 2.0]})
+    two = _safetensors(tmp_path / "b" / "w.safetensors", '{"b":"2","a":"1"}', {"x": [1.0, 2.0]})
+    other = _safetensors(tmp_path / "c" / "w.safetensors", '{"a":"1","b":"2"}', {"x": [1.0, 2.5]})
+    assert one.read_bytes() != two.read_bytes()
+    assert adapter_content(one) == adapter_content(two) != adapter_content(other)
+    (tmp_path / "a" / "notes.txt").write_text("n", encoding="utf-8")
+    assert set(adapter_content(tmp_path / "a")) == {"w.safetensors", "notes.txt"}
+
+
+def test_adapter_tensors_are_read_in_any_dtype(tmp_path: Path) -> None:
+    from studio.testing.contract import _adapter_tensors
+
+    path = _safetensors(tmp_path / "w.safetensors", "{}", {"x": [0.5, -2.0]})
+    raw = path.read_bytes()
+    bf16 = raw.replace(
+        b'"F32","shape":[2],"data_offsets":[0,8]', b'"BF16","shape":[2],"data_offsets":[0,4]'
+    )
+    halves = bytes([0x00, 0x3F, 0x00, 0xC0])  # 0.5 and -2.0 as bfloat16
+    size = int.from_bytes(raw[:8], "little") + len(bf16) - len(raw)
+    (tmp_path / "b.safetensors").write_bytes(size.to_bytes(8, "little") + bf16[8:-8] + halves)
+    assert _adapter_tensors(path)["w.safetensors:x"].tolist() == [0.5, -2.0]
+    assert _adapter_tensors(tmp_path / "b.safetensors")["b.safetensors:x"].tolist() == [0.5, -2.0]
+
+
+# --- what studio.testing exports ----------------------------------------------------------------
+
+
+def test_the_kit_exports_its_entry_points_lazily() -> None:
+    import studio.testing as kit
+    from studio.testing import contract
+
+    assert kit.GeneratorContract is contract.GeneratorContract
+    assert kit.TrainerContract is contract.TrainerContract
+    for name in kit.__all__:
+        assert getattr(kit, name) is not None, name
+    assert set(kit.__all__) <= set(dir(kit))
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        kit.nothing_here  # noqa: B018
+
+
+def test_importing_the_kit_imports_no_contract_or_fake() -> None:
+    code = (
+        "import sys, studio.testing; "
+        "print(sorted(m for m in sys.modules if m.startswith('studio.testing.')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 # --- run_generator ----------------------------------------------------------------------------
@@ -193,8 +430,8 @@ def test_studio_home_isolates_the_environment(
     assert Path(os.environ["HF_HOME"]) == hub_cache.parent
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert hub_cache.is_dir()
-    from studio.core.paths import default_home
     from studio.core.hub import hub_cache_dir
+    from studio.core.paths import default_home
 
     assert default_home() == studio_home
     assert hub_cache_dir() == hub_cache
@@ -268,8 +505,8 @@ OUTSIDE = textwrap.dedent(
     import os
     import pytest
     from studio.core.plugins import PluginHost
-    from studio.testing.contract import GeneratorContract
-    from studio.testing.fakes import FakeTextGenerator
+    from studio.testing import GeneratorContract, TrainerContract
+    from studio.testing.fakes import FakeTextGenerator, FakeTrainer
 
     from sloppy_mod import Sloppy
 
@@ -280,6 +517,17 @@ OUTSIDE = textwrap.dedent(
     class TestSloppy(GeneratorContract):
         generator_cls = Sloppy
         options = {"count": 2}
+
+    class TestTrainer(TrainerContract):
+        trainer_cls = FakeTrainer
+        options = {"steps": 3, "checkpoint_every": 1}
+        bad_file = ("empty.png", b"")
+
+        @pytest.fixture
+        def dataset(self, tmp_path):
+            (tmp_path / "d").mkdir()
+            (tmp_path / "d" / "a.png").write_bytes(b"pixels")
+            return tmp_path / "d"
 
     HOST = PluginHost()
 
@@ -341,8 +589,24 @@ def test_the_kit_works_in_an_outside_test_suite(tmp_path: Path) -> None:
             "test_contract_run_yields_a_result",
             "test_contract_same_seed_same_output",
             "test_contract_cancel_before_start",
+            "test_contract_cancel_during_run",
         )
     }
+    trainer = {
+        f"TestTrainer::{name}": "PASSED"
+        for name in (
+            "test_contract_metadata",
+            "test_contract_option_defaults_validate",
+            "test_contract_invalid_options_are_rejected",
+            "test_contract_ingest_skips_a_bad_file_with_a_reason",
+            "test_contract_ingest_of_an_empty_folder_is_not_ok",
+            "test_contract_trains_and_saves_an_adapter",
+            "test_contract_pause_holds_at_a_step_boundary",
+            "test_contract_cancel_at_a_step_boundary",
+            "test_contract_resume_from_a_checkpoint_continues_identically",
+        )
+    }
+    # (TestSloppy's cancel_during_run is skipped: it yields nothing before its result)
     sloppy = {
         "TestSloppy::test_contract_metadata": "FAILED",
         "TestSloppy::test_contract_option_defaults_validate": "FAILED",
@@ -353,6 +617,7 @@ def test_the_kit_works_in_an_outside_test_suite(tmp_path: Path) -> None:
     }
     expected = {
         **good,
+        **trainer,
         **sloppy,
         "test_a_register": "PASSED",
         "test_b_unregistered_after": "PASSED",
