@@ -1,10 +1,15 @@
-"""The layering of docs/architecture.md, enforced.
+"""The layering of docs/architecture.md ("Layers"), enforced.
 
+* every first-party import (absolute or relative, at module level, in a function or under
+  ``TYPE_CHECKING``) in studio/, plugins/, docs/example_plugin/ and benchmarks/ follows the table
+  of allowed edges, :data:`ALLOWED`; docs/architecture.md shows the same table (checked here);
 * nothing under studio/core, studio/testing or plugins/ imports Qt (or the GUI package);
 * no module of studio/ or plugins/ imports a model library at module level (only inside
   functions, or under ``TYPE_CHECKING``);
 * importing every ``studio.core`` module, listing plugins, ``aigc-studio plugins --json`` and the
   pytest plugin import no torch, diffusers or transformers (checked in fresh interpreters).
+
+The test suite itself (tests/) may import anything.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,6 +28,112 @@ ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "diffusers", "transformers")
 LAZY_ONLY = (*HEAVY, "peft", "accelerate")
 QT = ("PySide6", "shiboken6", "PyQt5", "PyQt6", "studio.ui")
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+
+# --- the table of allowed edges ----------------------------------------------------------------
+
+#: The columns: what can be imported. ``own package`` is the importing plugin's own package;
+#: ``built-in plugins`` are the packages under plugins/.
+TARGETS = (
+    "studio",
+    "studio.core",
+    "studio.testing",
+    "studio.ui",
+    "studio.cli",
+    "own package",
+    "built-in plugins",
+    "benchmarks",
+)
+YES = "yes"
+
+#: Who may import what. A row is an importer; a target is allowed with ``YES``, or with a name
+#: (``"__version__"``): only ``from <target> import <that name>``. Anything not listed is refused.
+#: The same table is in docs/architecture.md, "Layers".
+ALLOWED: dict[str, dict[str, str]] = {
+    "studio": {"studio.core": YES},
+    "studio.core": {"studio": "__version__", "studio.core": YES},
+    "studio.testing": {"studio": YES, "studio.core": YES, "studio.testing": YES},
+    "studio.ui": {"studio": YES, "studio.core": YES, "studio.testing": YES, "studio.ui": YES},
+    "studio.cli": {"studio": YES, "studio.core": YES, "studio.ui": YES, "studio.cli": YES},
+    "plugin": {"studio": YES, "own package": YES},
+    "plugin tests": {"studio": YES, "studio.testing": YES, "own package": YES},
+    "benchmarks": {
+        "studio": YES,
+        "studio.core": YES,
+        "studio.testing": YES,
+        "built-in plugins": YES,
+        "benchmarks": YES,
+    },
+}
+
+#: The packages under plugins/ and the example plugin's (folders with an ``__init__.py``).
+BUILTIN_PLUGINS = tuple(sorted(p.parent.name for p in (ROOT / "plugins").glob("*/__init__.py")))
+EXAMPLE = ROOT / "docs" / "example_plugin"
+EXAMPLE_PACKAGES = tuple(sorted(p.parent.name for p in EXAMPLE.glob("*/__init__.py")))
+#: ``studio`` subpackages and modules that are layers of their own (others are the public API).
+STUDIO_UNITS = {
+    "core": "studio.core",
+    "testing": "studio.testing",
+    "ui": "studio.ui",
+    "cli": "studio.cli",
+    "__main__": "studio.cli",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A scanned file: its layer (a row of the table), its module name, its own packages."""
+
+    path: Path
+    layer: str
+    module: str
+    is_package: bool
+    own: tuple[str, ...] = ()  # top-level packages that are "own package" for it
+
+    @property
+    def rel(self) -> str:
+        return self.path.relative_to(ROOT).as_posix()
+
+
+def _module_name(path: Path, base: Path) -> tuple[str, bool]:
+    parts = list(path.relative_to(base).with_suffix("").parts)
+    is_package = parts[-1] == "__init__"
+    if is_package:
+        parts = parts[:-1]
+    return ".".join(parts), is_package
+
+
+def _is_test_file(path: Path, base: Path) -> bool:
+    rel = path.relative_to(base)
+    return "tests" in rel.parts[:-1] or rel.name.startswith("test_") or rel.name == "conftest.py"
+
+
+def source(path: Path) -> Source:
+    """Which layer of the table a file of the repository belongs to."""
+    rel = path.relative_to(ROOT)
+    top = rel.parts[0]
+    if top == "studio":
+        module, is_package = _module_name(path, ROOT)
+        if module == "studio":
+            return Source(path, "studio", module, is_package)
+        layer = STUDIO_UNITS.get(module.split(".")[1])
+        assert layer is not None, f"{rel} is in no layer of the table: add one (here and docs)"
+        return Source(path, layer, module, is_package)
+    if top == "plugins":
+        module, is_package = _module_name(path, ROOT / "plugins")
+        layer = "plugin tests" if _is_test_file(path, ROOT / "plugins" / rel.parts[1]) else "plugin"
+        return Source(path, layer, module, is_package, own=(rel.parts[1],))
+    if rel.parts[:2] == ("docs", "example_plugin"):
+        module, is_package = _module_name(path, EXAMPLE)
+        if _is_test_file(path, EXAMPLE):
+            return Source(
+                path, "plugin tests", module, is_package, own=(*EXAMPLE_PACKAGES, "tests")
+            )
+        return Source(path, "plugin", module, is_package, own=(module.split(".")[0],))
+    if top == "benchmarks":
+        module, is_package = _module_name(path, ROOT)
+        return Source(path, "benchmarks", module, is_package)
+    raise AssertionError(f"{rel} is in no layer of the table: add one (here and docs)")
 
 
 def python_files(*folders: str) -> list[Path]:
@@ -31,15 +143,74 @@ def python_files(*folders: str) -> list[Path]:
     return files
 
 
-def imported_names(node: ast.AST) -> Iterator[str]:
-    """Module names an ``import`` / ``from ... import`` statement brings in."""
+SCANNED = python_files("studio", "plugins", "docs/example_plugin", "benchmarks")
+
+
+def absolute_module(node: ast.ImportFrom, src: Source) -> str:
+    """The absolute module a ``from ... import`` names, relative ones (``from .x``) resolved."""
+    if node.level == 0:
+        return node.module or ""
+    package = src.module.split(".") if src.is_package else src.module.split(".")[:-1]
+    up = node.level - 1
+    assert up < len(package), f"{src.rel} line {node.lineno}: relative import beyond the top"
+    base = package[: len(package) - up]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def imports_of(node: ast.AST, src: Source) -> Iterator[tuple[str, str | None]]:
+    """``(module, name)`` for what an import statement brings in: ``import a.b`` gives
+    ``("a.b", None)``, ``from a import b, c`` gives ``("a", "b")`` and ``("a", "c")``."""
     if isinstance(node, ast.Import):
         for alias in node.names:
-            yield alias.name
-    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-        yield node.module
-        for alias in node.names:  # `from studio import ui`
-            yield f"{node.module}.{alias.name}"
+            yield alias.name, None
+    elif isinstance(node, ast.ImportFrom):
+        module = absolute_module(node, src)
+        for alias in node.names:
+            yield module, alias.name
+
+
+def imported_names(node: ast.AST, src: Source) -> Iterator[str]:
+    """Module names an import statement brings in (``from studio import ui`` -> ``studio`` and
+    ``studio.ui``), relative imports resolved."""
+    for module, name in imports_of(node, src):
+        yield module
+        if name is not None:
+            yield f"{module}.{name}"
+
+
+def target_of(module: str, name: str | None, src: Source) -> str | None:
+    """The column of the table an import falls in; ``None`` for what is not ours (stdlib,
+    third-party packages)."""
+    parts = module.split(".")
+    top = parts[0]
+    if top in src.own:
+        return "own package"
+    if top == "studio":
+        sub = parts[1] if len(parts) > 1 else name  # `from studio import ui` names a layer too
+        return STUDIO_UNITS.get(sub or "", "studio")
+    if top in BUILTIN_PLUGINS:
+        return "built-in plugins"
+    if top == "benchmarks":
+        return "benchmarks"
+    if top in EXAMPLE_PACKAGES:
+        return "the example plugin"  # in no column: nothing may import it
+    return None
+
+
+def layering_violations(src: Source, tree: ast.Module) -> list[str]:
+    allowed = ALLOWED[src.layer]
+    found = []
+    for node in ast.walk(tree):
+        for module, name in imports_of(node, src):
+            target = target_of(module, name, src)
+            if target is None:
+                continue
+            rule = allowed.get(target)
+            if rule == YES or (rule is not None and name == rule):
+                continue
+            what = f"from {module} import {name}" if name is not None else f"import {module}"
+            found.append(f"line {getattr(node, 'lineno', '?')}: {what} ({src.layer} -> {target})")
+    return found
 
 
 def matches(name: str, prefixes: tuple[str, ...]) -> bool:
@@ -68,10 +239,95 @@ def module_level_imports(tree: ast.Module) -> Iterator[ast.stmt]:
             stack.extend(node.body)  # a class body runs at import time too
 
 
+def parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
 def test_scan_covers_the_packages() -> None:
-    names = {p.relative_to(ROOT).as_posix() for p in python_files("studio/core", "plugins")}
-    assert "studio/core/plugins.py" in names and "studio/core/options.py" in names
-    assert any(n.startswith("plugins/studio_image/") for n in names)
+    layers = {p.relative_to(ROOT).as_posix(): source(p).layer for p in SCANNED}
+    assert layers["studio/core/plugins.py"] == "studio.core"
+    assert layers["studio/__init__.py"] == "studio"
+    assert layers["studio/__main__.py"] == layers["studio/cli.py"] == "studio.cli"
+    assert any(n.startswith("plugins/studio_image/") for n in layers)
+    assert set(layers.values()) == set(ALLOWED)  # every row is used, none is missing
+    assert BUILTIN_PLUGINS and EXAMPLE_PACKAGES
+
+
+@pytest.mark.parametrize("path", SCANNED, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_imports_follow_the_table_of_allowed_edges(path: Path) -> None:
+    src = source(path)
+    found = layering_violations(src, parse(path))
+    assert not found, (
+        f"{src.rel} ({src.layer}) imports what the table in docs/architecture.md (Layers) does "
+        f"not allow it: {found}"
+        + (
+            "; a plugin imports only the public API, `studio` (and `studio.testing` in its tests)"
+            if src.layer.startswith("plugin")
+            else ""
+        )
+    )
+
+
+def test_the_check_sees_relative_imports_and_names() -> None:
+    """The checker itself, on made-up files: relative imports are resolved, not skipped."""
+    image = source(ROOT / "plugins" / "studio_image" / "generators.py")
+    code = (
+        "from . import loading\n"
+        "from .options import X\n"
+        "from studio import Generator\n"
+        "from studio import core\n"
+        "from studio_text import generator\n"
+        "import studio.testing\n"
+    )
+    found = layering_violations(image, ast.parse(code))
+    assert [f.split(" (")[1] for f in found] == [
+        "plugin -> studio.core)",
+        "plugin -> built-in plugins)",
+        "plugin -> studio.testing)",
+    ]
+    core = source(ROOT / "studio" / "core" / "refs.py")
+    assert not layering_violations(core, ast.parse("from .. import __version__\nfrom . import hub"))
+    assert layering_violations(core, ast.parse("from .. import Generator"))  # the API is above
+    assert layering_violations(core, ast.parse("from ..ui import app"))[0].endswith(
+        "(studio.core -> studio.ui)"
+    )
+
+
+def table_in_the_docs() -> dict[str, dict[str, str]]:
+    """The table under "## Layers" in docs/architecture.md, as :data:`ALLOWED` holds it."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    assert "\n## Layers\n" in text, "docs/architecture.md has no '## Layers' section"
+    section = text.split("\n## Layers\n", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("|")
+    ]
+    header, rule, *body = rows
+    assert set("".join(rule)) <= set("-: "), "the second row of the table is its rule"
+
+    def plain(cell: str) -> str:
+        return cell.replace("`", "").strip()
+
+    columns = [plain(c) for c in header[1:]]
+    table: dict[str, dict[str, str]] = {}
+    for row in body:
+        cells = {col: plain(c) for col, c in zip(columns, row[1:], strict=True) if plain(c)}
+        table[plain(row[0])] = {
+            col: YES if cell == YES else cell.removesuffix(" only") for col, cell in cells.items()
+        }
+    assert columns == list(TARGETS), f"the columns in the docs: {columns}"
+    return table
+
+
+def test_the_docs_show_the_same_table() -> None:
+    assert table_in_the_docs() == ALLOWED
+
+
+# --- Qt and the model libraries ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -80,14 +336,14 @@ def test_scan_covers_the_packages() -> None:
     ids=lambda p: p.relative_to(ROOT).as_posix(),
 )
 def test_no_qt_below_the_ui(path: Path) -> None:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    src = source(path)
     offending = [
         f"line {getattr(node, 'lineno', '?')}: {name}"
-        for node in ast.walk(tree)
-        for name in imported_names(node)
+        for node in ast.walk(parse(path))
+        for name in imported_names(node, src)
         if matches(name, QT)
     ]
-    assert not offending, f"{path.relative_to(ROOT)} imports Qt/GUI code: {offending}"
+    assert not offending, f"{src.rel} imports Qt/GUI code: {offending}"
 
 
 @pytest.mark.parametrize(
@@ -96,15 +352,15 @@ def test_no_qt_below_the_ui(path: Path) -> None:
     ids=lambda p: p.relative_to(ROOT).as_posix(),
 )
 def test_model_libraries_are_imported_lazily(path: Path) -> None:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    src = source(path)
     offending = [
         f"line {node.lineno}: {name}"
-        for node in module_level_imports(tree)
-        for name in imported_names(node)
+        for node in module_level_imports(parse(path))
+        for name in imported_names(node, src)
         if matches(name, LAZY_ONLY)
     ]
     assert not offending, (
-        f"{path.relative_to(ROOT)} imports a model library at module level "
+        f"{src.rel} imports a model library at module level "
         f"(import it inside the function that needs it): {offending}"
     )
 
