@@ -831,6 +831,32 @@ class Studio:
         self.cache.set_budgets(device_budget, host_budget)
 
 
+    # -- lookups for the command line and the window (they never reach into the store) -------
+    def artifact(self, artifact_id: str) -> ArtifactRecord:
+        """The artifact ``artifact_id``; :class:`KeyError` if there is none."""
+        return self.store.get_artifact(artifact_id)
+
+    def artifact_at(self, path: Path | str) -> ArtifactRecord | None:
+        """The artifact whose main file is ``path`` (made absolute), or ``None``."""
+        return self.store.artifact_by_path(Path(path).expanduser().resolve())
+
+    def job_events(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's stored events, oldest first: ``{id, job_id, time, type, payload}`` dicts."""
+        return self.store.job_events(job_id)
+
+    @staticmethod
+    def saved_settings(home: Path | str | None = None) -> Settings:
+        """The settings stored in a studio home, read without opening it (no lock, no plugins,
+        nothing created); the defaults when the home has no database yet."""
+        paths = StudioPaths(Path(home).expanduser() if home is not None else default_home())
+        if not paths.database.is_file():
+            return Settings()
+        store = Store(paths.database)
+        try:
+            return store.load_settings()
+        finally:
+            store.close()
+
 class HomeLock:
     """An advisory, process-wide lock on a studio home (released when the process dies)."""
 
