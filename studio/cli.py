@@ -6,16 +6,23 @@
     aigc-studio generate TASK_OR_GENERATOR_ID --prompt TEXT [--model REF] [--seed N]
                 [--set KEY=VALUE ...] [--lora REF[:WEIGHT] ...] [--out DIR] [--json]
                 [--parent ARTIFACT] [--help-options]
-    aigc-studio regenerate ARTIFACT [--out DIR] [--json]
+    aigc-studio regenerate ARTIFACT [--out DIR] [--allow-other-version] [--json]
     aigc-studio plugins [--json]
+    aigc-studio plugins new NAME [--kind generator|trainer] [--dir DIR]
+    aigc-studio install SPEC [SPEC ...] [--upgrade] [--editable]
+    aigc-studio uninstall NAME [NAME ...] [--yes]
     aigc-studio models [--json]
     aigc-studio jobs [--json]
 
-Conventions (docs/cli.md is the reference): progress bars, streamed text and notes go to stderr;
-the result summary (artifact paths) goes to stdout; ``--json`` prints exactly one JSON document on
-stdout (schema version 1) and keeps stderr quiet except for errors. Exit codes: 0 success, 1 the
-job failed or an unexpected error, 2 bad input (one line ``aigc-studio: error: ...`` on stderr,
-nothing written), 130 cancelled with Ctrl-C.
+Conventions (docs/cli.md is the reference): progress bars, streamed text, notes and pip's output
+go to stderr; the result summary (artifact paths) goes to stdout; ``--json`` prints exactly one JSON
+document on stdout (schema version 1) and keeps stderr quiet except for errors. Exit codes: 0
+success, 1 the job (or pip) failed or an unexpected error, 2 bad input (one line
+``aigc-studio: error: ...`` on stderr, nothing written), 130 cancelled with Ctrl-C.
+
+Plugin load errors are printed in full by ``aigc-studio plugins`` only; other commands that load
+plugins print a one-line hint. With ``STUDIO_STRICT_PLUGINS=1`` a failing plugin stops the command
+with its full traceback (exit 1).
 
 Only the standard library is imported at module level: ``aigc-studio plugins`` must start fast
 and never import torch, diffusers or transformers.
@@ -25,11 +32,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import queue
 import shutil
 import sys
+import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,9 +47,8 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from studio.core.generator import GenerationRequest, Generator
-    from studio.core.plugins import PluginHost
+    from studio.core.plugins import GeneratorChoice, PluginHost, PluginInfo
     from studio.core.records import JobRecord
-    from studio.core.settings import Settings
     from studio.core.studio import Studio
 
 PROG = "aigc-studio"
@@ -143,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     regen.add_argument("artifact", metavar="ARTIFACT", help="artifact id or file path")
     regen.add_argument("--out", type=Path, metavar="DIR", help="output folder")
+    regen.add_argument(
+        "--allow-other-version",
+        action="store_true",
+        help="run it although the recorded plugin is installed in another version",
+    )
     regen.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
     for name, text in (
@@ -152,7 +166,71 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         cmd.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        if name == "plugins":
+            _add_plugins_new(cmd)
+
+    install = sub.add_parser(
+        "install",
+        help="install plugin packages with pip (the studio's own packages stay pinned)",
+        description="Install plugin packages into the studio's Python environment with pip, "
+        "as the Plugins panel does: torch, PySide6, the studio and its other core packages are "
+        "pinned to their installed versions, so a plugin cannot change them.",
+    )
+    install.add_argument(
+        "spec",
+        nargs="+",
+        metavar="SPEC",
+        help="a package name or requirement (studio-palette, studio-palette>=1.0), a wheel or "
+        "sdist file, a project folder or a URL",
+    )
+    install.add_argument(
+        "-U", "--upgrade", action="store_true", help="upgrade to the newest allowed version"
+    )
+    install.add_argument(
+        "-e",
+        "--editable",
+        action="store_true",
+        help="install project folders in editable mode (for plugin authors)",
+    )
+
+    uninstall = sub.add_parser(
+        "uninstall",
+        help="uninstall plugin packages with pip",
+        description="Uninstall plugin packages: NAME is a plugin's name as 'aigc-studio plugins' "
+        "lists it, or the name of its package. Built-in plugins and the studio's core packages "
+        "are never uninstalled (disable a plugin in the Plugins panel instead).",
+    )
+    uninstall.add_argument("name", nargs="+", metavar="NAME", help="plugin or package name")
+    uninstall.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     return parser
+
+
+def _add_plugins_new(plugins: argparse.ArgumentParser) -> None:
+    """``plugins new``: the scaffold of a plugin package."""
+    from studio.core.scaffold import KINDS, NAME_RULE
+
+    sub = plugins.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
+    new = sub.add_parser(
+        "new",
+        help="write a new plugin package, ready to install, with its own tests",
+        description="Write a new plugin package: pyproject.toml with the studio.plugins entry "
+        "point, a module declaring the plugin API range it supports, one class (a generator "
+        "that needs no model, or a small trainer) and tests using the studio's testing kit, "
+        "which pass as written.",
+    )
+    new.add_argument("name", metavar="NAME", help=f"the plugin's name: {NAME_RULE}")
+    new.add_argument(
+        "--kind",
+        choices=KINDS,
+        default=KINDS[0],
+        help=f"what the plugin contributes (default: {KINDS[0]})",
+    )
+    new.add_argument(
+        "--dir",
+        type=Path,
+        metavar="DIR",
+        help="the folder to write (default: ./studio-NAME); it must not exist or be empty",
+    )
 
 
 # --- entry point -------------------------------------------------------------------------
@@ -162,36 +240,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script passes it to exit)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    try:
+    with _plugin_load_warnings_muted():
         try:
-            _maybe_extend_generate_help(parser, args_list)
-            args = parser.parse_args(args_list)
-        except SystemExit as exc:  # --help / --version
-            return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
-        if args.command is None:
-            return cmd_gui(args, parser)
-        handler: Callable[[argparse.Namespace], int] = {
-            "generate": cmd_generate,
-            "regenerate": cmd_regenerate,
-            "plugins": cmd_plugins,
-            "models": cmd_models,
-            "jobs": cmd_jobs,
-        }[args.command]
-        return handler(args)
-    except CliUsageError as exc:
-        return _usage_error(str(exc))
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `aigc-studio jobs | head`
-        _silence_stdout()
-        return EXIT_OK
-    except Exception as exc:
-        from studio.core.errors import InvalidRequest, StudioError
-
-        if isinstance(exc, InvalidRequest | StudioError):
+            try:
+                _maybe_extend_generate_help(parser, args_list)
+                args = parser.parse_args(args_list)
+            except SystemExit as exc:  # --help / --version
+                return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+            if args.command is None:
+                return cmd_gui(args, parser)
+            handler: Callable[[argparse.Namespace], int] = {
+                "generate": cmd_generate,
+                "regenerate": cmd_regenerate,
+                "plugins": cmd_plugins,
+                "install": cmd_install,
+                "uninstall": cmd_uninstall,
+                "models": cmd_models,
+                "jobs": cmd_jobs,
+            }[args.command]
+            return handler(args)
+        except CliUsageError as exc:
             return _usage_error(str(exc))
-        raise
+        except KeyboardInterrupt:
+            _err("interrupted")
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:  # `aigc-studio jobs | head`
+            _silence_stdout()
+            return EXIT_OK
+        except Exception as exc:
+            from studio.core.errors import PluginError, StudioError
+            from studio.core.plugins import strict_mode
+
+            if isinstance(exc, PluginError) and strict_mode():
+                return _strict_plugin_failure(exc)
+            if isinstance(exc, StudioError):  # InvalidRequest and the errors users can act on
+                return _usage_error(str(exc))
+            raise
+
+
+@contextmanager
+def _plugin_load_warnings_muted() -> Iterator[None]:
+    """Keep the plugin host's load warnings off stderr: the CLI reports load errors itself
+    (in full in ``plugins``, as a one-line hint elsewhere). They still reach the log file."""
+    from studio.core import plugins
+
+    logger = logging.getLogger(plugins.__name__)
+    handler = logging.NullHandler()  # a handler is found: Python's last-resort printer is not used
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _strict_plugin_failure(exc: BaseException) -> int:
+    """``STUDIO_STRICT_PLUGINS=1``: a plugin failed; show the full traceback (with the plugin's
+    own exception as its cause), then the usual error line naming the exception type."""
+    text = "".join(traceback.format_exception(exc))
+    recorded = getattr(exc, "traceback", None)  # a traceback captured where the plugin ran
+    if isinstance(recorded, str) and recorded.strip() and recorded.strip() not in text:
+        text = recorded.rstrip("\n") + "\n\nThe above was reported as:\n\n" + text
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")
+    _err(f"{type(exc).__name__}: {exc} (STUDIO_STRICT_PLUGINS is set: plugin failures stop)")
+    return EXIT_FAILED
 
 
 def _usage_error(message: str) -> int:
@@ -266,30 +377,57 @@ def cmd_gui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 # --- plugins (fast: no Studio, no workers, no model library) -------------------------------
 
 
-def _saved_settings() -> Settings:
-    """The settings stored in the studio home, read without opening a Studio (or defaults)."""
-    from studio.core.paths import StudioPaths, default_home
-    from studio.core.settings import Settings
-
-    paths = StudioPaths(default_home())
-    if not paths.database.is_file():
-        return Settings()
-    from studio.core.store import Store
-
-    store = Store(paths.database)
-    try:
-        return store.load_settings()
-    finally:
-        store.close()
-
-
 def load_plugin_host() -> PluginHost:
     """A plugin host with every installed plugin loaded (honouring disabled plugins and env)."""
     from studio.core.plugins import PluginHost
+    from studio.core.studio import Studio
 
-    host = PluginHost(disabled=list(_saved_settings().disabled_plugins))
+    host = PluginHost(disabled=list(Studio.saved_settings().disabled_plugins))
     host.load_entry_points()
     return host
+
+
+def failed_plugins(host: PluginHost) -> list[PluginInfo]:
+    """The plugins that failed to load (import, registration, a refused class), by name."""
+    return sorted((i for i in host.plugins.values() if i.error), key=lambda i: i.name)
+
+
+def load_errors_hint(host: PluginHost) -> str | None:
+    """``1 plugin failed to load (name); see 'aigc-studio plugins'``, or ``None``."""
+    failed = failed_plugins(host)
+    if not failed:
+        return None
+    names = ", ".join(i.name for i in failed)
+    count = f"{len(failed)} plugin{'s' * (len(failed) != 1)}"
+    return f"{count} failed to load ({names}); see '{PROG} plugins'"
+
+
+def hint_failed_plugins(host: PluginHost, *, quiet: bool = False) -> None:
+    """One warning line on stderr when plugins failed to load (``plugins`` shows what and why).
+
+    Printed once the request was accepted; a refused request carries the hint in its error line
+    instead (:func:`_hinted_errors`), so bad input stays one line.
+    """
+    hint = load_errors_hint(host)
+    if hint is not None and not quiet:
+        print(f"{PROG}: warning: {hint}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _hinted_errors(host: PluginHost) -> Iterator[None]:
+    """A refused request's error line also says that plugins failed to load (the generator
+    asked for may be in one of them)."""
+    from studio.core.errors import PluginError, StudioError
+
+    try:
+        yield
+    except PluginError:
+        raise
+    except (CliUsageError, StudioError) as exc:
+        hint = load_errors_hint(host)
+        if hint is None:
+            raise
+        raise CliUsageError(f"{exc}; note: {hint}") from exc
 
 
 def generator_json(cls: type[Generator]) -> dict[str, Any]:
@@ -328,8 +466,15 @@ def plugins_document(host: PluginHost) -> dict[str, Any]:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    """``aigc-studio plugins``: what is installed, what it contributes, what failed to load."""
-    document = plugins_document(load_plugin_host())
+    """``aigc-studio plugins``: what is installed, what it contributes, what failed to load.
+
+    The listing goes to stdout; each load error also goes to stderr as an error line. The
+    listing succeeded, so the exit code is 0 even then (``STUDIO_STRICT_PLUGINS=1`` fails).
+    """
+    if getattr(args, "plugins_command", None) == "new":
+        return cmd_plugins_new(args)
+    host = load_plugin_host()
+    document = plugins_document(host)
     if args.json:
         _print_json(document)
         return EXIT_OK
@@ -339,10 +484,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for p in document["plugins"]:
         kind = "built-in" if p["builtin"] else "third-party"
         state = "" if p["enabled"] else "  [disabled]"
+        if p["error"]:
+            state = "  [failed to load]"
         out.write(f"{p['name']} {p['version']} ({kind}, {p['module']}){state}\n")
         if p["error"]:
-            out.write(f"  ERROR {p['error']}\n")
-            out.write("  (aigc-studio plugins --json shows the traceback)\n")
+            out.write(f"  error: {p['error']}\n")
         rows = [
             [g["id"], g["task"], g["modality"], g["default_model"] or "-"] for g in p["generators"]
         ]
@@ -353,6 +499,133 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         if rows:
             out.write("  trainers:\n")
             out.write(_table(["id", "modality", "base model"], rows, indent=4))
+    out.flush()
+    for info in failed_plugins(host):
+        _err(f"plugin {info.name!r} {info.error}")
+    if failed_plugins(host):
+        print(
+            f"{PROG}: the tracebacks are in '{PROG} plugins --json'; STUDIO_STRICT_PLUGINS=1 "
+            "stops at the first failure with its traceback",
+            file=sys.stderr,
+            flush=True,
+        )
+    return EXIT_OK
+
+
+def cmd_plugins_new(args: argparse.Namespace) -> int:
+    """``aigc-studio plugins new NAME``: write a plugin package (:mod:`studio.core.scaffold`)."""
+    from studio.core.scaffold import create_plugin
+
+    created = create_plugin(args.name, kind=args.kind, target=args.dir)
+    sys.stdout.write(f"{created.folder}\n")
+    try:
+        shown = created.folder.relative_to(Path.cwd())
+    except ValueError:
+        shown = created.folder
+    steps = [
+        f"created plugin {created.name!r} ({args.kind} {created.component_id!r}, "
+        f"package {created.distribution}) in {created.folder}",
+        "next: run its tests, install it (editable) into the studio, see it listed:",
+        f"  (cd {shown} && python -m pytest)",
+        f"  {PROG} install --editable {shown}",
+        f"  {PROG} plugins",
+    ]
+    print("\n".join(steps), file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+# --- install / uninstall (pip in this environment, the core pinned) ------------------------
+
+
+def _plugin_packages() -> dict[str, tuple[str, list[str]]]:
+    """Installed plugin distributions: name -> (version, entry-point names)."""
+    from studio.core.installer import installed_version, plugin_distributions
+
+    packages: dict[str, tuple[str, list[str]]] = {}
+    for plugin, dist in plugin_distributions().items():
+        version, names = packages.get(dist, (installed_version(dist) or "?", []))
+        packages[dist] = (version, [*names, plugin])
+    return packages
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    """``aigc-studio install SPEC ...``: pip install with the core packages pinned."""
+    from studio.core.installer import (
+        install_arguments,
+        installed_version,
+        is_core,
+        run_pip,
+        spec_distribution,
+    )
+
+    before = _plugin_packages()
+    with tempfile.TemporaryDirectory(prefix="aigc-studio-pip-") as scratch:
+        pip_args = install_arguments(
+            args.spec,
+            Path(scratch) / "constraints.txt",
+            upgrade=args.upgrade,
+            editable=args.editable,
+        )
+        code = run_pip(pip_args)
+    if code != 0:
+        _err(
+            f"pip install failed (exit code {code}); pip's output is above. The studio's core "
+            "packages are pinned: a plugin that needs other versions of them cannot be installed"
+        )
+        return EXIT_FAILED
+    after = _plugin_packages()
+    changed = {d: v for d, v in after.items() if before.get(d) != v}
+    for dist, (version, names) in sorted(changed.items()):
+        plural = "s" * (len(names) != 1)
+        sys.stdout.write(f"{dist} {version}: plugin{plural} {', '.join(sorted(names))}\n")
+    for spec in args.spec:
+        named = spec_distribution(spec)
+        if named is None or is_core(named) or installed_version(named) is None:
+            continue
+        if not any(_same_name(named, d) for d in after):
+            print(
+                f"{PROG}: warning: {named} is installed but declares no 'studio.plugins' entry "
+                "point: it is not a studio plugin, and nothing loads it",
+                file=sys.stderr,
+                flush=True,
+            )
+    if not changed:
+        print(f"{PROG}: no plugin was added or changed", file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+def _same_name(a: str, b: str) -> bool:
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(a) == canonicalize_name(b)
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    """``aigc-studio uninstall NAME ...``: pip uninstall of plugin packages (asks first)."""
+    from studio.core.installer import resolve_uninstall, run_pip, uninstall_arguments
+
+    packages = _plugin_packages()
+    dists = list(dict.fromkeys(resolve_uninstall(name) for name in args.name))
+    described = [
+        f"{d} {packages[d][0]} (plugin {', '.join(sorted(packages[d][1]))})" if d in packages else d
+        for d in dists
+    ]
+    if not args.yes:
+        if not sys.stdin or not sys.stdin.isatty():
+            raise CliUsageError(
+                f"uninstall {', '.join(described)}: confirm with --yes (no terminal to ask on)"
+            )
+        sys.stderr.write(f"Uninstall {', '.join(described)}? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print(f"{PROG}: nothing uninstalled", file=sys.stderr, flush=True)
+            return EXIT_FAILED
+    code = run_pip(uninstall_arguments(dists))
+    if code != 0:
+        _err(f"pip uninstall failed (exit code {code}); pip's output is above")
+        return EXIT_FAILED
+    for text in described:
+        sys.stdout.write(f"uninstalled {text}\n")
     return EXIT_OK
 
 
@@ -486,12 +759,12 @@ def _resolve_parent(studio: Studio, parent: str | None) -> str | None:
         return None
     path = Path(parent).expanduser()
     if path.is_file():
-        record = studio.store.artifact_by_path(path.resolve())
+        record = studio.artifact_at(path)
         if record is None:
             raise CliUsageError(f"--parent {parent}: not an artifact of this studio")
         return record.id
     try:
-        studio.store.get_artifact(parent)
+        studio.artifact(parent)
     except KeyError:
         raise CliUsageError(f"--parent {parent!r}: no such artifact id or file") from None
     return parent
@@ -500,19 +773,55 @@ def _resolve_parent(studio: Studio, parent: str | None) -> str | None:
 def cmd_generate(args: argparse.Namespace) -> int:
     """``aigc-studio generate``: validate, submit, show progress, print what was saved."""
     if args.help_options:
-        cls = load_plugin_host().find_generator(args.generator)
+        host = load_plugin_host()
+        with _hinted_errors(host):
+            cls = host.find_generator(args.generator)
+        hint_failed_plugins(host)
         sys.stdout.write(options_help(cls))
         return EXIT_OK
     request = build_request(args)
     with open_studio(start_workers=False) as studio:
-        request = request.model_copy(update={"parent": _resolve_parent(studio, request.parent)})
-        studio.prepare(request)  # every check before anything is queued or runs
+        with _hinted_errors(studio.plugins):  # every check before anything is queued or runs
+            choice = studio.plugins.choose_generator(
+                request.generator, studio.settings.preferred_generators
+            )
+            cls = choice.generator
+            if request.model and not cls.uses_model:
+                raise CliUsageError(
+                    f"generator {cls.id!r} uses no model: remove --model {request.model}"
+                )
+            parent = _resolve_parent(studio, request.parent)
+            request = request.model_copy(update={"parent": parent})
+            studio.prepare(request)
+        hint_failed_plugins(studio.plugins, quiet=args.json)
+        say_which_generator(choice, request.generator, quiet=args.json)
         studio.start(adopt_queue=False)  # a one-shot command runs only its own job
         return run_job(studio, lambda: studio.submit(request), as_json=args.json)
 
 
+def say_which_generator(choice: GeneratorChoice, name: str, *, quiet: bool = False) -> None:
+    """When a task is served by several generators, say on stderr which one runs and why (the
+    host's rule: the user's preference, else built-ins first, then install order)."""
+    cls = choice.generator
+    if quiet:
+        return
+    if choice.warning and len(choice.candidates) == 1:
+        print(f"{PROG}: warning: {choice.warning}", file=sys.stderr, flush=True)
+    if name != cls.id and len(choice.candidates) > 1:
+        print(
+            f"{PROG}: {name}: using generator {cls.id!r} ({choice.reason})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def cmd_regenerate(args: argparse.Namespace) -> int:
-    """``aigc-studio regenerate``: re-run the recipe of an artifact (id or file)."""
+    """``aigc-studio regenerate``: re-run the recipe of an artifact (id or file).
+
+    Refused (exit 2, nothing run) when the recorded plugin is missing or another one now owns
+    the generator id; when the plugin is installed in another version, unless
+    ``--allow-other-version`` is given.
+    """
     from studio.core.paths import check_out_dir
 
     out_dir = check_out_dir(args.out)
@@ -522,9 +831,19 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
         target = path.resolve()
     with open_studio(start_workers=False) as studio:
         studio.start(adopt_queue=False)
-        return run_job(
-            studio, lambda: studio.regenerate(target, out_dir=out_dir), as_json=args.json
-        )
+
+        def submit() -> str:
+            with _hinted_errors(studio.plugins):
+                if args.allow_other_version:
+                    job_id = studio.regenerate(  # type: ignore[call-arg]  # lands with the core
+                        target, out_dir=out_dir, allow_other_version=True
+                    )
+                else:
+                    job_id = studio.regenerate(target, out_dir=out_dir)
+            hint_failed_plugins(studio.plugins, quiet=args.json)
+            return job_id
+
+        return run_job(studio, submit, as_json=args.json)
 
 
 def run_job(studio: Studio, submit: Callable[[], str], *, as_json: bool) -> int:
@@ -621,7 +940,7 @@ def _report(
     artifacts: list[dict[str, Any]] = []
     for artifact_id in dict.fromkeys([*record.artifact_ids, *saved]):
         try:
-            artifacts.append(artifact_json(studio.store.get_artifact(artifact_id)))
+            artifacts.append(artifact_json(studio.artifact(artifact_id)))
         except KeyError:
             if artifact_id in saved:
                 artifacts.append(artifact_json(saved[artifact_id]))

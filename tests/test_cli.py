@@ -7,6 +7,7 @@ a distribution with a ``studio.plugins`` entry point on the path.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -299,6 +300,62 @@ def test_regenerate_by_file_and_by_id_gives_the_same_image(
     [again] = doc["artifacts"]
     assert again["recipe"]["seed"] == original["recipe"]["seed"]
     assert artifact_content(Path(again["path"]), "image") == digest
+
+
+def _set_installed_version(site: Path, name: str, old: str, new: str) -> None:
+    """Make the distribution in ``site`` look upgraded from ``old`` to ``new``."""
+    folder = site / f"{name.replace('-', '_')}-{old}.dist-info"
+    metadata = folder / "METADATA"
+    metadata.write_text(metadata.read_text().replace(f"Version: {old}", f"Version: {new}"))
+    folder.rename(site / f"{name.replace('-', '_')}-{new}.dist-info")
+    importlib.invalidate_caches()
+
+
+def test_regenerate_refuses_another_plugin_version_unless_allowed(
+    fakes: dict[str, str], studio_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["generate", "fake-image", "--prompt", "fox", "--seed", "7", "--set", "steps=1"]
+    assert main([*argv, "--json"]) == 0
+    original = json.loads(capsys.readouterr().out)["artifacts"][0]
+    assert original["recipe"]["plugin"] == {"name": "fakes", "version": "0.1.0"}
+    site = Path(fakes["PYTHONPATH"].split(os.pathsep)[0])
+    _set_installed_version(site, "studio-fakes", "0.1.0", "0.2.0")
+    before = len(stored_jobs(studio_home))
+
+    assert main(["regenerate", original["path"]]) == 2
+    out, err = capsys.readouterr()
+    line = one_error_line(err)
+    assert out == "" and "0.1.0" in line and "0.2.0" in line and "fakes" in line
+    assert len(stored_jobs(studio_home)) == before  # refused before anything was queued
+
+    assert main(["regenerate", original["path"], "--allow-other-version", "--json"]) == 0
+    [again] = json.loads(capsys.readouterr().out)["artifacts"]
+    assert again["recipe"]["plugin"]["version"] == "0.2.0"
+    assert artifact_content(Path(again["path"]), "image") == artifact_content(
+        Path(original["path"]), "image"
+    )
+
+
+def test_regenerate_refuses_when_the_plugin_is_missing(
+    fakes: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["generate", "fake-text", "--prompt", "x", "--json"]) == 0
+    original = json.loads(capsys.readouterr().out)["artifacts"][0]
+    monkeypatch.setenv("STUDIO_LOAD_PLUGINS", "some-other-plugin")  # fakes is not loaded
+    for extra in ([], ["--allow-other-version"]):
+        assert main(["regenerate", original["id"], *extra]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and "fakes" in one_error_line(err)
+
+
+def test_a_model_folder_that_does_not_exist_is_refused_before_any_job(
+    fakes: dict[str, str], studio_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nonexistent" / "folder"
+    assert main(["generate", "fake-text", "--prompt", "x", "--model", str(missing)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and str(missing) in one_error_line(err)
+    assert stored_jobs(studio_home) == [] and outputs(studio_home) == []
 
 
 # --- listings -------------------------------------------------------------------------------
@@ -619,9 +676,14 @@ def test_docs_cli_reference_covers_every_command_flag_and_variable() -> None:
     parser = build_parser()
     flags = {s for a in parser._actions for s in a.option_strings if s.startswith("--")}
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, command in sub.choices.items():
-        assert f"## {name}" in doc, f"docs/cli.md has no section for {name}"
+    commands = [(name, command) for name, command in sub.choices.items()]
+    while commands:  # commands, and their own subcommands (`plugins new`)
+        name, command = commands.pop()
+        assert f"## {name}\n" in doc, f"docs/cli.md has no section for {name}"
         flags |= {s for a in command._actions for s in a.option_strings if s.startswith("--")}
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                commands.extend((f"{name} {n}", c) for n, c in action.choices.items())
     missing = sorted(f for f in flags - {"--help"} if f"`{f}" not in doc)
     assert not missing, f"flags missing from docs/cli.md: {missing}"
     for variable in (

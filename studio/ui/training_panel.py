@@ -376,7 +376,7 @@ class TrainingPanel(QWidget):
 
     def _replay_steps(self, job_id: str) -> None:
         try:
-            events = self.studio.store.job_events(job_id)
+            events = self.studio.job_events(job_id)
         except Exception:
             return
         for ev in events:
