@@ -74,3 +74,46 @@ def test_hook_is_documented_with_its_signature(name: str) -> None:
 def test_no_stale_hook_in_the_docs() -> None:
     stale = set(doc_sections()) - set(hookspec_signatures())
     assert not stale, f"docs/hooks.md documents hooks that do not exist: {sorted(stale)}"
+
+
+def class_attributes(cls: type) -> list[str]:
+    """The class-level metadata the studio reads from a component class (its ClassVar fields)."""
+    return [name for name in cls.__annotations__ if not name.startswith("_")]
+
+
+@pytest.mark.parametrize(
+    ("hook", "base"), [("register_generators", "Generator"), ("register_trainers", "Trainer")]
+)
+def test_every_class_attribute_is_described_in_its_hook(hook: str, base: str) -> None:
+    import studio
+
+    cls = getattr(studio, base)
+    section = doc_sections()[hook]
+    missing = [name for name in class_attributes(cls) if f"`{name}`" not in section]
+    assert class_attributes(cls)
+    assert not missing, f"docs/hooks.md '### {hook}' does not describe {missing} of {base}"
+
+
+def test_the_documented_api_version_is_the_real_one() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    assert f"**{hookspecs.API_VERSION}**" in text
+    assert 'studio_api = ">=1.0,<2"' in text
+
+
+def test_the_plugin_hosts_rules_are_documented() -> None:
+    """Every environment variable of the host, the setting it reads and what the CLI gets back."""
+    from dataclasses import fields
+
+    from studio.core import plugins
+    from studio.core.settings import Settings
+
+    text = DOC.read_text(encoding="utf-8")
+    env = set(re.findall(r"STUDIO_[A-Z_]+", plugins.__doc__ or ""))
+    assert env and all(f"`{name}" in text for name in env), sorted(env)
+    assert "preferred_generators" in Settings.model_fields
+    for word in ("`preferred_generators`", "`studio_api`", "pm.check_pending()", "uses_model"):
+        assert word in text, word
+    for name in plugins.HOOK_ORDER:
+        assert f"`{name}`" in text
+    for item in fields(plugins.GeneratorChoice):
+        assert f"`{item.name}`" in text, f"GeneratorChoice.{item.name} undocumented"

@@ -85,6 +85,7 @@ class TextToMusic(Generator):
     )
 
     def check(self, request: GenerationRun) -> None:
+        assert request.model is not None  # uses_model = True: the studio always names one
         opts: MusicOptions = request.options
         if not request.prompt.strip():
             raise InvalidRequest("the music description is empty; describe the music to make")
@@ -101,6 +102,7 @@ class TextToMusic(Generator):
         info.check_duration(opts.duration)
 
     def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
+        assert request.model is not None  # uses_model = True: the studio always names one
         from studio import default_dtype
         from studio_audio.melody import prepare_melody
         from studio_audio.output import build_output, to_frames_channels

@@ -178,6 +178,7 @@ def step_callback_kwargs(pipe: Any, on_step: Callable[[int], None]) -> dict[str,
 
 
 def _read_info(request: GenerationRun, folder: Path | None) -> StableAudioInfo | None:
+    assert request.model is not None  # uses_model = True: the studio always names one
     if folder is not None:
         return StableAudioInfo.read(folder)
     return StableAudioInfo.known(request.model)
@@ -200,6 +201,7 @@ class TextToAudio(Generator):
     )
 
     def check(self, request: GenerationRun) -> None:
+        assert request.model is not None  # uses_model = True: the studio always names one
         opts: StableAudioOptions = request.options
         if not request.prompt.strip():
             raise InvalidRequest("the sound description is empty; describe the sound to make")
@@ -210,6 +212,7 @@ class TextToAudio(Generator):
         info.check_scheduler()
 
     def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
+        assert request.model is not None  # uses_model = True: the studio always names one
         from studio import default_dtype
         from studio_audio.output import build_output, to_frames_channels
 

@@ -102,6 +102,7 @@ class TextToSpeech(Generator):
     )
 
     def check(self, request: GenerationRun) -> None:
+        assert request.model is not None  # uses_model = True: the studio always names one
         _check_text(request.prompt)
         folder = peek_model_folder(request.model)
         if folder is None:
@@ -111,6 +112,7 @@ class TextToSpeech(Generator):
         info.check_phonemizer()
 
     def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
+        assert request.model is not None  # uses_model = True: the studio always names one
         import numpy as np
         import torch
 

@@ -122,6 +122,7 @@ class _DiffusersImageGenerator(Generator):
     # -- before any model work -----------------------------------------------------------------
     def check(self, request: GenerationRun) -> None:
         """Input files, sizes, step counts and local model/adapter files, without loading."""
+        assert request.model is not None  # uses_model = True: the studio always names one
         opts = request.options
         _check_model_ref(request.model)
         for lora in request.loras:
@@ -148,6 +149,7 @@ class _DiffusersImageGenerator(Generator):
     # -- the run -------------------------------------------------------------------------------
     def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
         """Generate ``batch_size`` images; see the module docs for the order of things."""
+        assert request.model is not None  # uses_model = True: the studio always names one
         opts = request.options
         ctx.check_cancelled()
         init, mask, notes = self._inputs(opts)

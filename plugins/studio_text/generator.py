@@ -68,6 +68,7 @@ class TextGenerator(Generator):
     def check(self, request: GenerationRun) -> None:
         """Refuse what is wrong on disk already (no model is loaded here): a local model that is
         not a transformers folder, adapters given as paths that do not exist."""
+        assert request.model is not None  # uses_model = True: the studio always names one
         local = Path(request.model).expanduser()
         if local.is_file():
             raise InvalidRequest(
@@ -89,6 +90,7 @@ class TextGenerator(Generator):
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
+        assert request.model is not None  # uses_model = True: the studio always names one
         import torch
 
         opts = _options(request.options)

@@ -76,8 +76,9 @@ class GenerationRun(Generic[OptionsT]):
 
     generator: str
     prompt: str
-    #: the model reference to load.
-    model: str
+    #: the model reference to load (``--model`` or the default); ``None`` only for a generator
+    #: with ``uses_model = False``.
+    model: str | None
     seed: int
     #: the validated options, an instance of the generator's ``Options`` class.
     options: OptionsT

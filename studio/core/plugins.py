@@ -636,14 +636,15 @@ def _check_component(cls: type[Generator[Any]] | type[Trainer[Any]], kind: str) 
             f"{kind} {cls.id!r} is declared {_base_name(cls)}[{parameter.__name__}] but its "
             f"Options is {options.__name__}: set Options = {parameter.__name__}"
         )
-    if not isinstance(cls.uses_model, bool):
-        raise PluginError(f"{kind} {cls.id!r}: uses_model must be True or False")
     default = cls.default_model
     if default is not None and (not isinstance(default, str) or not default.strip()):
         raise PluginError(
             f"{kind} {cls.id!r}: default_model must be a model reference or None, got {default!r}"
         )
-    if not cls.uses_model and default is not None:
+    uses_model = getattr(cls, "uses_model", True)  # generators only, for now
+    if not isinstance(uses_model, bool):
+        raise PluginError(f"{kind} {cls.id!r}: uses_model must be True or False")
+    if not uses_model and default is not None:
         raise PluginError(
             f"{kind} {cls.id!r} sets uses_model = False and default_model = {default!r}: one "
             "that uses no model has no default model. Remove default_model (or set uses_model "

@@ -73,9 +73,6 @@ class Trainer(Generic[OptionsT]):
     #: the options' pydantic model; the same class as the type parameter, when one is given.
     Options: ClassVar[type[BaseOptions]] = BaseOptions
     description: ClassVar[str] = ""
-    #: whether training starts from a base model. ``False`` (a trainer that learns from the
-    #: dataset alone): it must not set ``default_model``.
-    uses_model: ClassVar[bool] = True
     #: modules ``run`` imports; as :attr:`studio.core.generator.Generator.imports`.
     imports: ClassVar[tuple[str, ...]] = ()
 

@@ -38,7 +38,6 @@ ECHO = textwrap.dedent(
         id = "{id}.tune"
         name = "Tune"
         modality = "text"
-        uses_model = False
     """
 )
 
