@@ -34,17 +34,17 @@ from studio.core.checkpoints import CheckpointStore
 from studio.core.context import RunContext, TrainContext
 from studio.core.errors import Cancelled, one_line
 from studio.core.events import (
-    ERROR_KIND,
-    PLUGIN_EVENT_TYPES,
     AdapterOutput,
     ArtifactSaved,
     JobEvent,
     JobState,
     JobStateChanged,
+    Note,
     Partial,
     Preview,
     Progress,
     Result,
+    Sample,
     TrainStep,
     event_type,
     stored_payload,
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_PLUGIN_EVENTS = (Progress, Preview, Partial, Note, Result, TrainStep, Sample)
 #: How long a held (paused) training sleeps between looks at the queue, at most (seconds).
 _HOLD_POLL = 0.5
 
@@ -318,7 +319,7 @@ class DeviceWorker:
         log.error("job %s (%s) failed: %s\n%s", job.id, job.record.component, message, details)
         try:
             self.services.store.add_job_event(
-                job.id, ERROR_KIND, {"message": message, "traceback": details}
+                job.id, "error", {"message": message, "traceback": details}
             )
         except Exception:
             log.exception("could not store the error of job %s", job.id)
@@ -421,16 +422,27 @@ class DeviceWorker:
         generator = prepared.component()
         assert isinstance(generator, Generator) and isinstance(prepared.request, GenerationRun)
         ctx: RunContext = self._context(job)
-        for event in _closing(generator.run(prepared.request, ctx)):
+        self._run_events(job, prepared, ctx, generator.run(prepared.request, ctx))
+
+    def _run_events(
+        self, job: Job, prepared: Prepared, ctx: RunContext, events: Iterable[object]
+    ) -> None:
+        """Handle every event a plugin yields, checking the cancel flag after each yield.
+
+        So a plugin that yields progress stops at its next event even if it never calls
+        ``ctx.check_cancelled()``; what it yields after the cancel is dropped, and its generator
+        is closed (its ``finally`` blocks run).
+        """
+        for event in _closing(events):
+            ctx.check_cancelled()
             self._handle(job, prepared, ctx, event)
 
     def _handle(self, job: Job, prepared: Prepared, ctx: RunContext, event: object) -> None:
         """One plugin event: filter, track progress, forward; results become files."""
-        if not isinstance(event, PLUGIN_EVENT_TYPES):
-            kinds = ", ".join(cls.__name__ for cls in PLUGIN_EVENT_TYPES)
+        if not isinstance(event, _PLUGIN_EVENTS):
             raise TypeError(
                 f"{job.record.component} yielded {type(event).__name__}, not a studio event "
-                f"(one of {kinds})"
+                "(Progress, Preview, Partial, Note, Result, TrainStep or Sample)"
             )
         index = _index_of(event)
         keep = prepared.keep_indices
@@ -492,8 +504,7 @@ class DeviceWorker:
             checkpoints=checkpoints,
             on_step_boundary=lambda: self._step_boundary(job),
         )
-        for event in _closing(trainer.run(prepared.request, ctx)):
-            self._handle(job, prepared, ctx, event)
+        self._run_events(job, prepared, ctx, trainer.run(prepared.request, ctx))
         # the adapter is saved: the checkpoints have served (failed or stopped runs keep theirs)
         shutil.rmtree(checkpoints.root, ignore_errors=True)
 

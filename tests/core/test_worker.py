@@ -7,16 +7,37 @@ has a timeout so that a broken worker fails the test instead of hanging the suit
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from studio import GenerationRequest, TrainingRequest
+from studio import (
+    GenerationRequest,
+    GenerationRun,
+    Generator,
+    IngestReport,
+    PluginEvent,
+    RunContext,
+    TrainContext,
+    Trainer,
+    TrainingRequest,
+    TrainingRun,
+    hookimpl,
+)
 from studio.core.cache import CacheKey
 from studio.core.errors import one_line
-from studio.core.events import JobState, Partial, Progress, TrainStep, stored_payload
+from studio.core.events import (
+    JobState,
+    JobStateChanged,
+    Partial,
+    Progress,
+    TrainStep,
+    stored_payload,
+)
 from studio.core.jobs import Job, JobQueue
 from studio.core.records import JobKind, JobRecord, Priority
 from studio.core.studio import Studio
@@ -240,6 +261,89 @@ def test_cancel_a_running_job_stops_it_within_one_step(
     assert record.artifact_ids == []
     # the worker goes on
     assert app.wait(app.submit(text()), WAIT).state == JobState.SUCCEEDED
+
+
+class _Spinner(Generator):
+    """Yields progress forever and never checks the cancel flag; notes when it is closed."""
+
+    id = "spinner"
+    name = "Spinner"
+    modality = "text"
+    task = "spin"
+    default_model = "fake/tiny-model"
+    prompt_required = False
+    closed = threading.Event()
+
+    def run(self, request: GenerationRun, ctx: RunContext) -> Iterator[PluginEvent]:
+        try:
+            for step in range(1, 5000):  # bounded: a broken worker does not spin forever
+                time.sleep(0.002)
+                yield Progress(step, 0)
+        finally:
+            type(self).closed.set()
+
+
+class _SpinningTrainer(Trainer):
+    """Yields steps forever without a step boundary (so without any cancel check)."""
+
+    id = "spinning-trainer"
+    name = "Spinning trainer"
+    modality = "image"
+    default_model = "fake/tiny-model"
+    closed = threading.Event()
+
+    def ingest(self, dataset: Path, options: object) -> IngestReport:
+        return IngestReport(usable=sorted(dataset.iterdir()))
+
+    def run(self, request: TrainingRun, ctx: TrainContext) -> Iterator[PluginEvent]:
+        try:
+            for step in range(1, 5000):
+                time.sleep(0.002)
+                yield TrainStep(step, 5000, loss=1.0)
+        finally:
+            type(self).closed.set()
+
+
+@hookimpl
+def _register_spinner(register: Callable[[type], None]) -> None:
+    register(_Spinner)
+
+
+@hookimpl
+def _register_spinning_trainer(register: Callable[[type], None]) -> None:
+    register(_SpinningTrainer)
+
+
+def _spinners() -> ModuleType:
+    plugin = ModuleType("spinners")
+    plugin.studio_api = ">=1.0,<2"  # type: ignore[attr-defined]
+    plugin.register_generators = _register_spinner  # type: ignore[attr-defined]
+    plugin.register_trainers = _register_spinning_trainer  # type: ignore[attr-defined]
+    return plugin
+
+
+def test_a_plugin_that_never_checks_cancel_stops_at_its_next_yield(
+    app: Studio, recorder: EventRecorder, dataset: Path
+) -> None:
+    _Spinner.closed.clear()
+    _SpinningTrainer.closed.clear()
+    assert app.plugins.register(_spinners()).error is None
+    generation = app.submit(GenerationRequest(generator="spinner"))
+    assert recorder.wait_for(lambda: progress_count(recorder, generation) >= 2, WAIT)
+    assert app.cancel(generation)
+    assert app.wait(generation, WAIT).state == JobState.CANCELLED
+    assert _Spinner.closed.wait(WAIT)  # its generator was closed: its finally ran
+    training = app.submit_training(
+        TrainingRequest(trainer="spinning-trainer", dataset=dataset, name="spin")
+    )
+    assert recorder.wait_for(lambda: len(train_steps(recorder, training)) >= 2, WAIT)
+    assert app.cancel(training)
+    assert app.wait(training, WAIT).state == JobState.CANCELLED
+    assert _SpinningTrainer.closed.wait(WAIT)
+    assert app.adapters() == []
+    # nothing yielded after the cancel reached the subscribers
+    last = recorder.of(generation)[-1]
+    assert isinstance(last, JobStateChanged) and last.state == JobState.CANCELLED
 
 
 # --- failures ------------------------------------------------------------------------------------
