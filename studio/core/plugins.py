@@ -241,9 +241,12 @@ class PluginHost:
             return info
         if not self._guarded(info, lambda: self._register_hooks(plugin, info), "register")[0]:
             return info
+        adders = {
+            "register_generators": self._add_generator,
+            "register_trainers": self._add_trainer,
+        }
         for hook in HOOK_ORDER:
-            add = self._add_generator if hook == "register_generators" else self._add_trainer
-            self._call_hook(plugin, info, hook, add)
+            self._call_hook(plugin, info, hook, adders[hook])
         return info
 
     def unregister(self, name: str) -> None:
@@ -301,7 +304,12 @@ class PluginHost:
         unmarked = _unmarked_hooks(self.pm, plugin)
         if unmarked:
             raise PluginError(_unmarked_message(unmarked))
-        self.pm.register(plugin, name=info.name)
+        try:
+            self.pm.register(plugin, name=info.name)
+        except Exception:
+            if self.pm.has_plugin(info.name):  # pluggy < 1.6 could leave it half registered
+                self.pm.unregister(name=info.name)
+            raise
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -641,9 +649,15 @@ def _check_component(cls: type[Generator[Any]] | type[Trainer[Any]], kind: str) 
         raise PluginError(
             f"{kind} {cls.id!r}: default_model must be a model reference or None, got {default!r}"
         )
-    uses_model = getattr(cls, "uses_model", True)  # generators only, for now
+    uses_model = cls.uses_model
     if not isinstance(uses_model, bool):
         raise PluginError(f"{kind} {cls.id!r}: uses_model must be True or False")
+    if not uses_model and kind == "trainer":
+        raise PluginError(
+            f"trainer {cls.id!r} sets uses_model = False: a trainer starts from a base model in "
+            "this version of the studio. Remove uses_model (default_model = None lets the user "
+            "name the base model)"
+        )
     if not uses_model and default is not None:
         raise PluginError(
             f"{kind} {cls.id!r} sets uses_model = False and default_model = {default!r}: one "

@@ -73,6 +73,10 @@ class Trainer(Generic[OptionsT]):
     #: the options' pydantic model; the same class as the type parameter, when one is given.
     Options: ClassVar[type[BaseOptions]] = BaseOptions
     description: ClassVar[str] = ""
+    #: whether training starts from a base model. Always ``True`` in this version of the studio
+    #: (a trainer is refused at registration otherwise); ``default_model = None`` means the user
+    #: names the base model.
+    uses_model: ClassVar[bool] = True
     #: modules ``run`` imports; as :attr:`studio.core.generator.Generator.imports`.
     imports: ClassVar[tuple[str, ...]] = ()
 

@@ -61,7 +61,13 @@ def trainer(tid: str = "palette", **attrs: Any) -> type[Trainer[Any]]:
 
 
 def test_uses_model_defaults_to_true() -> None:
-    assert Generator.uses_model is True
+    assert Generator.uses_model is True and Trainer.uses_model is True
+
+
+def test_a_trainer_always_uses_a_base_model_for_now() -> None:
+    host, error = register(trainer(uses_model=False))
+    assert error is not None and "trainer 'palette' sets uses_model = False" in error
+    assert "starts from a base model" in error and not host.trainers
 
 
 def test_a_model_free_generator_registers_without_a_default_model() -> None:

@@ -257,6 +257,7 @@ def test_plugins_listing_shows_the_broken_plugin_with_its_error(
             "task": "text-generation",
             "modality": "text",
             "default_model": None,
+            "uses_model": True,
             "supports_lora": False,
             "description": "Says the prompt back.",
         }
