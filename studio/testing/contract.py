@@ -587,6 +587,8 @@ class GeneratorContract:
     def test_contract_cancel_before_start(
         self, studio_app: Studio, contract_model: str | None, tmp_path: Path
     ) -> None:
+        """Run with a context cancelled already: ``Cancelled`` before any result, raised by the
+        plugin itself or, as the worker does, at its first yielded event."""
         from studio.core.context import RunContext
 
         with registered(studio_app, self.generator_cls):
@@ -603,6 +605,7 @@ class GeneratorContract:
         with pytest.raises(Cancelled):
             for event in self.generator_cls().run(request, ctx):
                 assert not isinstance(event, Result), "produced a result although cancelled"
+                ctx.check_cancelled()  # as the worker does after every event
 
     def test_contract_cancel_during_run(
         self, studio_app: Studio, contract_model: str | None

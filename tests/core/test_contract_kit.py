@@ -66,7 +66,9 @@ class TestModelRefFixture(GeneratorContract):
 
     @pytest.fixture
     def model_ref(self, tmp_path: Path) -> str:
-        return str(tmp_path / "made-by-a-fixture")
+        folder = tmp_path / "made-by-a-fixture"
+        folder.mkdir()  # a local model must exist (the fakes never read it)
+        return str(folder)
 
     def test_model_ref_fixture_is_used(self, contract_model: str | None, tmp_path: Path) -> None:
         assert contract_model == str(tmp_path / "made-by-a-fixture")
