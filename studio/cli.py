@@ -438,6 +438,7 @@ def generator_json(cls: type[Generator]) -> dict[str, Any]:
         "task": cls.task,
         "modality": cls.modality,
         "default_model": cls.default_model,
+        "uses_model": bool(cls.uses_model),
         "supports_lora": bool(cls.supports_lora),
         "description": cls.description,
     }
@@ -489,13 +490,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         out.write(f"{p['name']} {p['version']} ({kind}, {p['module']}){state}\n")
         if p["error"]:
             out.write(f"  error: {p['error']}\n")
-        rows = [
-            [g["id"], g["task"], g["modality"], g["default_model"] or "-"] for g in p["generators"]
-        ]
+        rows = [[g["id"], g["task"], g["modality"], _model_cell(g)] for g in p["generators"]]
         if rows:
             out.write("  generators:\n")
             out.write(_table(["id", "task", "modality", "default model"], rows, indent=4))
-        rows = [[t["id"], t["modality"], t["default_model"] or "-"] for t in p["trainers"]]
+        rows = [[t["id"], t["modality"], _model_cell(t)] for t in p["trainers"]]
         if rows:
             out.write("  trainers:\n")
             out.write(_table(["id", "modality", "base model"], rows, indent=4))
@@ -510,6 +509,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             flush=True,
         )
     return EXIT_OK
+
+
+def _model_cell(component: dict[str, Any]) -> str:
+    """The default-model column: the model, ``-`` when the user must name one, or
+    ``(uses none)`` for a model-free generator or trainer."""
+    if not component.get("uses_model", True):
+        return "(uses none)"
+    return component["default_model"] or "-"
 
 
 def cmd_plugins_new(args: argparse.Namespace) -> int:
@@ -659,10 +666,12 @@ def options_help(cls: type[Generator], width: int | None = None) -> str:
     def wrap(text: str) -> list[str]:
         return textwrap.wrap(text, width, initial_indent="      ", subsequent_indent="      ")
 
+    model = f"default model: {cls.default_model or '(none)'}"
+    if not cls.uses_model:
+        model = "uses no model (--model is refused)"
     lines = [
         f"{cls.id}: {cls.name} ({cls.task}, {cls.modality})",
-        f"default model: {cls.default_model or '(none)'}"
-        + ("; accepts --lora" if cls.supports_lora else ""),
+        model + ("; accepts --lora" if cls.supports_lora else ""),
     ]
     if cls.description:
         lines.append(cls.description)
@@ -834,12 +843,9 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
 
         def submit() -> str:
             with _hinted_errors(studio.plugins):
-                if args.allow_other_version:
-                    job_id = studio.regenerate(  # type: ignore[call-arg]  # lands with the core
-                        target, out_dir=out_dir, allow_other_version=True
-                    )
-                else:
-                    job_id = studio.regenerate(target, out_dir=out_dir)
+                job_id = studio.regenerate(
+                    target, out_dir=out_dir, allow_other_version=args.allow_other_version
+                )
             hint_failed_plugins(studio.plugins, quiet=args.json)
             return job_id
 

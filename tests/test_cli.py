@@ -375,6 +375,7 @@ def test_plugins_listing(fakes: dict, capsys: pytest.CaptureFixture[str]) -> Non
         "task": "text-to-image",
         "modality": "image",
         "default_model": "fake/tiny-model",
+        "uses_model": True,
         "supports_lora": True,
         "description": FakeImageGenerator.description,
     }

@@ -208,6 +208,20 @@ def test_strict_mode_prints_the_traceback_and_the_exception_type(
 # --- which generator, which model -----------------------------------------------------------
 
 
+def test_a_model_free_generator_is_listed_as_such(
+    plugins: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plugins", "--json"]) == 0
+    documents = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"]}
+    [sketch] = documents["sketch"]["generators"]
+    assert sketch["uses_model"] is False and sketch["default_model"] is None
+    assert all(g["uses_model"] for g in documents["fakes"]["generators"])
+    assert main(["plugins"]) == 0
+    assert "sketch  text-to-image  image     (uses none)" in capsys.readouterr().out
+    assert main(["generate", "sketch", "--help-options"]) == 0
+    assert "\nuses no model (--model is refused)\n" in capsys.readouterr().out
+
+
 def test_the_cli_says_which_generator_serves_a_task(
     plugins: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
