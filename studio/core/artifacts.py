@@ -54,8 +54,11 @@ __all__ = [
     "write_artifact",
 ]
 
-#: Version of the recipe layout (bumped when a key changes meaning).
-RECIPE_SCHEMA = 1
+#: Version of the recipe layout (bumped when a key changes meaning). 2: ``model`` may be null (a
+#: generator that uses no model), ``options`` include the values the run chose
+#: (``ctx.record_options``), and ``threads``/``device_name`` are recorded. Recipes of schema 1 are
+#: read and replayed as they are (their missing keys read as ``None``).
+RECIPE_SCHEMA = 2
 
 #: The PNG chunk holding the full recipe.
 PNG_RECIPE_KEY = "studio_recipe"
@@ -148,23 +151,26 @@ def build_recipe(
     notes: RecipeNotes,
     device: str,
     output: Output,
+    threads: int | None = None,
+    device_name: str | None = None,
 ) -> dict[str, Any]:
     """The provenance recipe of one output of a run (a JSON-able dict).
 
     Keys: schema, plugin{name, version}, generator, task, modality, model{ref, source, revision,
-    sha256}, adapters[{ref, weight, sha256}], prompt, options, seed (this output's), index,
-    libraries, device, dtype, created (ISO 8601 with time zone), extra.
+    sha256} (``None`` when the run used no model), adapters[{ref, weight, sha256}], prompt,
+    options, seed (this output's), index, parent, libraries, device, device_name, threads (torch's
+    CPU threads), dtype, created (ISO 8601 with time zone), extra.
+
+    ``request`` is the validated request as it was before the run (the worker runs the plugin on a
+    copy); ``options`` are its options with the values the run chose (``notes.options``, from
+    ``ctx.record_options``) over them.
     """
-    model = (
-        dict(notes.model)
-        if notes.model
-        else {
-            "ref": request.model,
-            "source": None,
-            "revision": None,
-            "sha256": None,
-        }
-    )
+    if notes.model:
+        model: dict[str, Any] | None = dict(notes.model)
+    elif request.model is not None:
+        model = {"ref": request.model, "source": None, "revision": None, "sha256": None}
+    else:  # a generator that uses no model
+        model = None
     if notes.adapters:
         adapters = [dict(a) for a in notes.adapters]
     else:  # the plugin recorded none: keep at least what was asked for
@@ -182,12 +188,14 @@ def build_recipe(
             "model": model,
             "adapters": adapters,
             "prompt": request.prompt,
-            "options": jsonable(request.options),
+            "options": {**jsonable(request.options), **jsonable(notes.options)},
             "seed": request.seed if seed is None else seed,
             "index": getattr(output, "index", 0),
             "parent": request.parent,
             "libraries": library_versions(),
             "device": device,
+            "device_name": device_name,
+            "threads": threads,
             "dtype": notes.dtype,
             "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "extra": {**notes.extra, **output.extra},

@@ -64,6 +64,9 @@ class GenerationRequest(BaseModel):
     parent: str | None = None
     #: only keep outputs with these indices (``regenerate`` of one image of a batch).
     keep_indices: list[int] | None = None
+    #: CPU threads torch uses for this run (``None``: the studio's setting). ``regenerate`` sets
+    #: the count its recipe recorded, so that CPU float reductions add up as they did.
+    threads: int | None = Field(None, ge=1)
 
 
 @dataclass

@@ -34,6 +34,8 @@ class Prepared:
     out_dir: Path | None = None
     #: generations: only outputs with these indices are kept (``None``: all).
     keep_indices: frozenset[int] | None = None
+    #: generations: torch's CPU threads for this job (``None``: the studio's setting).
+    threads: int | None = None
 
 
 class JobHistory:

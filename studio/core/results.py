@@ -31,11 +31,14 @@ def save_artifact(
     notes: RecipeNotes,
     output: Output,
     device: str,
+    device_name: str | None = None,
+    threads: int | None = None,
     out_dir: Path,
 ) -> ArtifactRecord:
     """Write ``output`` into ``out_dir`` with its recipe and record it as an artifact.
 
-    ``plugin`` is the (name, version) that provides ``generator_cls``.
+    ``plugin`` is the (name, version) that provides ``generator_cls``; ``request`` the validated
+    request as it was before the run; the other arguments as :func:`artifacts.build_recipe`.
     """
     assert not isinstance(output, AdapterOutput)
     plugin_name, plugin_version = plugin
@@ -47,6 +50,8 @@ def save_artifact(
         request=request,
         notes=notes,
         device=device,
+        device_name=device_name,
+        threads=threads,
         output=output,
     )
     # the run's seed: with it (and the index) ``regenerate`` re-runs one image of a batch

@@ -19,7 +19,9 @@ worker then goes on with the queue.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
+import platform
 import shutil
 import sys
 import threading
@@ -108,6 +110,8 @@ class DeviceWorker:
         self.name = name or f"studio-worker-{device_setting}"
         #: the concrete device (``cpu``, ``cuda:0``, ...), known once the thread has started.
         self.device: str | None = None
+        #: the device's hardware (the GPU's name, or the CPU model) for recipes, when known.
+        self.device_name: str | None = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._live: dict[str, Job] = {}  # queued or running, by id
@@ -239,6 +243,7 @@ class DeviceWorker:
                 one_line(exc),
             )
             self.device = "cpu"
+        self.device_name = _hardware_name(self.device)
         try:
             devices.configure_cpu_threads(settings.cpu_threads)
         except Exception:
@@ -419,10 +424,13 @@ class DeviceWorker:
         )
 
     def _run_generation(self, job: Job, prepared: Prepared) -> None:
-        generator = prepared.component()
-        assert isinstance(generator, Generator) and isinstance(prepared.request, GenerationRun)
+        generator, request = prepared.component(), prepared.request
+        assert isinstance(generator, Generator) and isinstance(request, GenerationRun)
         ctx: RunContext = self._context(job)
-        self._run_events(job, prepared, ctx, generator.run(prepared.request, ctx))
+        with _cpu_threads(prepared.threads):
+            # the plugin gets a copy: the recipe records the request as validated, whatever the
+            # plugin does to its own (values it chooses go through ctx.record_options)
+            self._run_events(job, prepared, ctx, generator.run(copy.deepcopy(request), ctx))
 
     def _run_events(
         self, job: Job, prepared: Prepared, ctx: RunContext, events: Iterable[object]
@@ -479,6 +487,8 @@ class DeviceWorker:
             notes=ctx.recipe,
             output=result.output,
             device=self.device or "cpu",
+            device_name=self.device_name,
+            threads=_torch_threads(),
             out_dir=prepared.out_dir or self.services.paths.outputs,
         )
         job.record.artifact_ids.append(record.id)
@@ -538,6 +548,46 @@ def _closing(events: Iterable[Any]) -> Iterator[Any]:
         if close is not None:
             with contextlib.suppress(Exception):
                 close()
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int | None) -> Iterator[None]:
+    """Run a block with torch using ``n`` CPU threads on this thread (``None``: as set), then
+    put the count back (a job run inline at a training's step boundary restores the training's)."""
+    torch = sys.modules.get("torch")
+    if n is None or torch is None:  # without torch, no thread count to pin
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _torch_threads() -> int | None:
+    """The CPU threads torch uses on this thread (``None`` when torch is not imported)."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else int(torch.get_num_threads())
+
+
+def _hardware_name(device: str) -> str | None:
+    """What ``device`` is, for the recipe: the CUDA device's name, else the CPU model."""
+    try:
+        if device.startswith("cuda"):
+            import torch
+
+            return str(torch.cuda.get_device_name(int(device.partition(":")[2] or 0)))
+        if sys.platform.startswith("linux"):
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    if line.startswith("model name"):
+                        return line.partition(":")[2].strip() or None
+        return platform.processor() or platform.machine() or None
+    except Exception:  # a fact for the recipe, never a reason to fail
+        log.debug("could not tell the hardware of %s", device, exc_info=True)
+        return None
 
 
 def _index_of(event: object) -> int | None:

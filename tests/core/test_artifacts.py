@@ -16,6 +16,7 @@ from PIL import Image
 from pydantic import Field
 
 from studio.core.artifacts import (
+    RECIPE_SCHEMA,
     a1111_parameters,
     artifact_files,
     artifact_stem,
@@ -77,6 +78,8 @@ def image_recipe(**options: Any) -> dict[str, Any]:
         notes=notes,
         device="cpu",
         output=output,
+        threads=3,
+        device_name="Some CPU",
     )
 
 
@@ -86,7 +89,7 @@ def image_recipe(**options: Any) -> dict[str, Any]:
 def test_build_recipe_has_every_key_and_is_json(tmp_path: Path) -> None:
     recipe = image_recipe(init_image=tmp_path / "start.png", negative_prompt="blurry")
     assert json.loads(json.dumps(recipe)) == recipe  # JSON-able as it is
-    assert recipe["schema"] == 1
+    assert recipe["schema"] == RECIPE_SCHEMA == 2
     assert recipe["plugin"] == {"name": "fake", "version": "1.2.3"}
     assert (recipe["generator"], recipe["task"], recipe["modality"]) == (
         "fake-image",
@@ -106,6 +109,7 @@ def test_build_recipe_has_every_key_and_is_json(tmp_path: Path) -> None:
     assert recipe["options"]["negative_prompt"] == "blurry"
     assert (recipe["seed"], recipe["index"]) == (124, 1)  # this output's seed, not the request's
     assert (recipe["device"], recipe["dtype"]) == ("cpu", "float32")
+    assert (recipe["threads"], recipe["device_name"]) == (3, "Some CPU")
     assert recipe["extra"] == {"scheduler_class": "EulerAncestralDiscreteScheduler"}
     created = dt.datetime.fromisoformat(recipe["created"])
     assert created.tzinfo is not None
@@ -115,6 +119,53 @@ def test_build_recipe_has_every_key_and_is_json(tmp_path: Path) -> None:
         assert name in libraries
     assert libraries["Pillow"] == Image.__version__
     assert libraries["soundfile"] == sf.__version__
+
+
+def test_the_options_the_run_chose_replace_the_requested_ones() -> None:
+    request = GenerationRun(
+        generator="fake-image", prompt="", model="org/tiny-sd", seed=1, options=ImageOptions()
+    )
+    notes = RecipeNotes(options={"scheduler": "DPM++ 2M", "steps": 30})
+    output = ImageOutput(image=Image.new("RGB", (8, 8)), seed=1)
+    recipe = build_recipe(
+        plugin_name="fake",
+        plugin_version="1",
+        generator_cls=FakeImageGenerator,
+        task="text-to-image",
+        request=request,
+        notes=notes,
+        device="cpu",
+        output=output,
+    )
+    assert recipe["options"]["scheduler"] == "DPM++ 2M" and recipe["options"]["steps"] == 30
+    assert recipe["options"]["width"] == 512  # the requested values stay where none was chosen
+    assert request.options.steps == 20  # the request itself is left alone
+    assert recipe["model"] == {
+        "ref": "org/tiny-sd",
+        "source": None,
+        "revision": None,
+        "sha256": None,
+    }
+    assert recipe["threads"] is None  # not told: unknown
+
+
+def test_a_run_without_a_model_records_none() -> None:
+    request = GenerationRun(
+        generator="fake-image", prompt="", model=None, seed=1, options=ImageOptions()
+    )
+    output = ImageOutput(image=Image.new("RGB", (8, 8)), seed=1)
+    recipe = build_recipe(
+        plugin_name="fake",
+        plugin_version="1",
+        generator_cls=FakeImageGenerator,
+        task="text-to-image",
+        request=request,
+        notes=RecipeNotes(),
+        device="cpu",
+        output=output,
+    )
+    assert recipe["model"] is None
+    assert "Model" not in a1111_parameters(recipe)
 
 
 def test_recipes_and_artifact_modules_import_no_model_library() -> None:
