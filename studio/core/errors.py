@@ -23,6 +23,20 @@ class OptionsError(InvalidRequest):
         self.field = field
 
 
+class PluginVersionMismatch(InvalidRequest):
+    """A recipe's plugin is installed in another version: the output may differ.
+
+    ``plugin`` is the plugin's name, ``recorded`` the version in the recipe, ``installed`` the
+    version now installed. ``Studio.regenerate(..., allow_other_version=True)`` proceeds anyway.
+    """
+
+    def __init__(self, message: str, *, plugin: str, recorded: str, installed: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.recorded = recorded
+        self.installed = installed
+
+
 class ModelNotFound(StudioError):
     """A model reference does not resolve to weights (not cached offline, missing folder, ...)."""
 

@@ -33,7 +33,7 @@ from studio.core.artifacts import artifact_files, read_recipe, slug
 from studio.core.cache import ModelCache
 from studio.core.catalog import catalog
 from studio.core.downloads import DownloadManager
-from studio.core.errors import InvalidRequest, StudioError, one_line
+from studio.core.errors import InvalidRequest, PluginVersionMismatch, StudioError, one_line
 from studio.core.events import (
     JobEvent,
     JobState,
@@ -56,6 +56,7 @@ from studio.core.records import (
     ModelEntry,
     Priority,
 )
+from studio.core.refs import is_local_path
 from studio.core.settings import Settings
 from studio.core.store import Store
 from studio.core.training import IngestReport, Trainer, TrainingRequest, TrainingRun
@@ -269,12 +270,7 @@ class Studio:
         if cls.prompt_required and not request.prompt.strip():
             raise InvalidRequest(f"generator {cls.id!r} needs a prompt (--prompt TEXT)")
         options = validate_options(cls.Options, request.options)
-        model = request.model or cls.default_model
-        if not model:
-            raise InvalidRequest(
-                f"generator {cls.id!r} has no default model: name one (--model REF: a hub id, "
-                "a local folder or a .safetensors file)"
-            )
+        model = self._model_for(cls, request.model)
         if request.loras and not cls.supports_lora:
             able = sorted(g.id for g in self.generators() if g.supports_lora)
             raise InvalidRequest(
@@ -314,7 +310,30 @@ class Studio:
             }
         ).model_dump(mode="json")
         keep = None if request.keep_indices is None else frozenset(request.keep_indices)
-        return Prepared(cls, run_request, out_dir, keep), stored
+        return Prepared(cls, run_request, out_dir, keep, request.threads), stored
+
+    @staticmethod
+    def _model_for(cls: type[Generator], ref: str | None) -> str | None:
+        """The model a generation loads: none for a generator that uses no model, else the one
+        asked for or the generator's default. A local path must exist (checked before the job
+        is queued; the plugin resolves the reference when it runs)."""
+        if not cls.uses_model:
+            if ref:
+                raise InvalidRequest(f"generator {cls.id!r} uses no model: remove --model {ref!r}")
+            return None
+        model = ref or cls.default_model
+        if not model:
+            raise InvalidRequest(
+                f"generator {cls.id!r} has no default model: name one (--model REF: a hub id, "
+                "a local folder or a .safetensors file)"
+            )
+        path = Path(model).expanduser()
+        if is_local_path(model) and not path.exists():
+            raise InvalidRequest(
+                f"model {model!r}: no such file or folder ({path.absolute()}); a local model is "
+                "a folder in diffusers/transformers layout or a single .safetensors file"
+            )
+        return model
 
     def _check_out_dir(self, out_dir: Path | None) -> Path | None:
         return check_out_dir(out_dir if out_dir is not None else self.settings.output_dir)
@@ -724,8 +743,9 @@ class Studio:
         return False
 
     def request_from_recipe(self, recipe: dict[str, Any]) -> GenerationRequest:
-        """The request that made an artifact: generator, prompt, model, adapters, options and
-        the run's seed (for one image of a batch, regenerate it with ``keep_indices``)."""
+        """The request that made an artifact: generator, prompt, model, adapters, options, the
+        run's seed (for one image of a batch, regenerate it with ``keep_indices``) and CPU thread
+        count. Reads recipes of every schema (keys a recipe lacks read as ``None``)."""
         if not isinstance(recipe, dict) or not recipe.get("generator"):
             raise InvalidRequest("not a studio recipe: it names no 'generator'")
         extra = recipe.get("extra") or {}
@@ -742,15 +762,31 @@ class Studio:
                     for a in recipe.get("adapters") or []
                 ],
                 parent=recipe.get("parent"),
+                threads=recipe.get("threads"),
             )
         except (ValidationError, KeyError, TypeError) as exc:
             raise InvalidRequest(f"the recipe cannot be replayed: {exc}") from exc
 
-    def regenerate(self, artifact: str | Path, *, out_dir: Path | None = None) -> str:
-        """Re-run the recipe of an artifact (id or file) with the same seed, options, model and
-        adapters; only that artifact's output index is kept. Returns the job id."""
+    def regenerate(
+        self,
+        artifact: str | Path,
+        *,
+        out_dir: Path | None = None,
+        allow_other_version: bool = False,
+    ) -> str:
+        """Re-run the recipe of an artifact (id or file) with the same seed, options, model,
+        adapters and CPU thread count, by the generator of the plugin that made it; only that
+        artifact's output index is kept. Returns the job id.
+
+        :raises InvalidRequest: the recipe's plugin is not installed, or its generator id is now
+            another plugin's (the message names the recorded plugin and version and what is
+            installed); or the request is no longer valid.
+        :raises PluginVersionMismatch: (an InvalidRequest) the plugin is installed in another
+            version, unless ``allow_other_version``.
+        """
         recipe = self._recipe_of(artifact)
         request = self.request_from_recipe(recipe)
+        self._check_recipe_plugin(recipe, allow_other_version)
         index = recipe.get("index")
         request = request.model_copy(
             update={
@@ -759,6 +795,40 @@ class Studio:
             }
         )
         return self.submit(request)
+
+    def _check_recipe_plugin(self, recipe: dict[str, Any], allow_other_version: bool) -> None:
+        """Refuse to replay a recipe with another plugin's generator, or (unless allowed) with
+        another version of its plugin. A recipe that names no plugin cannot be checked."""
+        generator = recipe["generator"]
+        recorded = recipe.get("plugin") or {}
+        name, version = recorded.get("name"), recorded.get("version")
+        if not name or name == "unknown":
+            return
+        made_by = f"{generator!r} was made by plugin {name!r} {version}"
+        owner = self.plugins.owner.get(generator)
+        if owner is None or owner.name != name:
+            installed = self.plugins.plugins.get(name)
+            if installed is None:
+                here = f"plugin {name!r} is not installed"
+            else:
+                here = f"plugin {name!r} {installed.version} provides no {generator!r}"
+            if owner is None:
+                now = f"no installed plugin provides {generator!r}"
+            else:
+                now = f"{generator!r} is now provided by plugin {owner.name!r} {owner.version}"
+            raise InvalidRequest(
+                f"cannot regenerate: {made_by}; {here}, and {now}. Install {name!r} {version} "
+                "to regenerate it"
+            )
+        if owner.version != version and not allow_other_version:
+            raise PluginVersionMismatch(
+                f"cannot regenerate exactly: {made_by}, but {owner.version} is installed; the "
+                "result may differ. Regenerate anyway with --allow-other-version "
+                "(allow_other_version=True), or install the recorded version",
+                plugin=name,
+                recorded=str(version),
+                installed=owner.version,
+            )
 
     def _recipe_of(self, artifact: str | Path) -> dict[str, Any]:
         if isinstance(artifact, str):
@@ -830,7 +900,6 @@ class Studio:
         host_budget = _gib(self.settings.host_budget_gb) or devices.host_memory_total() // 2
         self.cache.set_budgets(device_budget, host_budget)
 
-
     # -- lookups for the command line and the window (they never reach into the store) -------
     def artifact(self, artifact_id: str) -> ArtifactRecord:
         """The artifact ``artifact_id``; :class:`KeyError` if there is none."""
@@ -856,6 +925,7 @@ class Studio:
             return store.load_settings()
         finally:
             store.close()
+
 
 class HomeLock:
     """An advisory, process-wide lock on a studio home (released when the process dies)."""
