@@ -1,8 +1,9 @@
 """Make the user guide's screenshots: ``python -m studio.ui.screenshots docs/images``.
 
-Runs offline in a temporary studio home with the built-in plugins and a small demo plugin
-(procedural pictures, words and tones, and a demo trainer: no model, no download), fills the
-gallery, the queue and a training run, and saves one PNG per panel. ``make screenshots`` runs it.
+Runs offline in a temporary studio home with the built-in plugins (no other installed one) and
+the testing kit's demo plugin (:mod:`studio.testing.demo`: procedural pictures, words and tones,
+and a demo trainer; no model, no download), fills the gallery, the queue and a training run, and
+saves one PNG per panel. ``make screenshots`` runs it.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def make_screenshots(out_dir: Path) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="studio-shots-") as tmp:
         os.environ["HF_HUB_CACHE"] = str(Path(tmp) / "hub")  # list no model of this machine
         os.environ["HF_HUB_OFFLINE"] = "1"
+        # the built-ins and the demo only: not the plugins this machine has installed
+        os.environ["STUDIO_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         studio = Studio.open(Path(tmp) / "home")
         try:
             studio.plugins.register(
