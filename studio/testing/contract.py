@@ -271,7 +271,7 @@ def run_generator(
         raise GeneratorRunFailed(
             f"generator {generator_cls.id!r}: job {job_id} {record.state}: {record.error}"
         )
-    artifacts = [studio.store.get_artifact(a) for a in record.artifact_ids]
+    artifacts = [studio.artifact(a) for a in record.artifact_ids]
     return watch.of(job_id), artifacts
 
 
