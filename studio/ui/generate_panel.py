@@ -1,5 +1,9 @@
 """The generate panel: generator picker, prompt, model, LoRA adapters, options form, Generate /
-Cancel, and the output as it is made (image previews per step, streamed text, audio waveform)."""
+Cancel, and the output as it is made (image previews per step, streamed text, audio waveform).
+
+The form follows the generator: a generator whose prompt may be empty (``prompt_required =
+False``, e.g. image-to-image) gets a prompt box marked optional (it still guides the result
+when given); a generator that uses no model (``uses_model = False``) gets no model picker."""
 
 from __future__ import annotations
 
@@ -41,6 +45,13 @@ if TYPE_CHECKING:
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
 MODALITY_TITLES = {"image": "Images", "text": "Text", "audio": "Audio"}
+PROMPT_HINT = "Describe what to make…  (Ctrl+Enter generates)"
+OPTIONAL_PROMPT_HINT = "Optional: describe what to make, or leave it empty…  (Ctrl+Enter generates)"
+
+
+def uses_model(gen: type[Generator]) -> bool:
+    """Whether the generator takes a model (a model-free one shows no model picker)."""
+    return gen.uses_model
 
 
 class GeneratorPicker(QComboBox):
@@ -160,8 +171,9 @@ class GeneratePanel(QWidget):
         banner_row.addWidget(self.banner_button)
         self.banner.hide()
 
+        self.prompt_label = QLabel("Prompt")
         self.prompt = QPlainTextEdit()
-        self.prompt.setPlaceholderText("Describe what to make…  (Ctrl+Enter generates)")
+        self.prompt.setPlaceholderText(PROMPT_HINT)
         self.prompt.setTabChangesFocus(True)
         self.prompt.setFixedHeight(96)
         self.prompt_error = QLabel()
@@ -180,7 +192,7 @@ class GeneratePanel(QWidget):
         top.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         top.addRow("Generator", self.picker)
         top.addRow("", self.description)
-        basics = QFormLayout()
+        self.basics = basics = QFormLayout()
         basics.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         basics.addRow("Model", self.model_picker)
         basics.addRow("Seed", self.seed)
@@ -208,7 +220,7 @@ class GeneratePanel(QWidget):
         form_column = QVBoxLayout(form_inner)
         form_column.addLayout(top)
         form_column.addWidget(self.banner)
-        form_column.addWidget(QLabel("Prompt"))
+        form_column.addWidget(self.prompt_label)
         form_column.addWidget(self.prompt)
         form_column.addWidget(self.prompt_error)
         form_column.addLayout(basics)
@@ -288,8 +300,7 @@ class GeneratePanel(QWidget):
         if gen is self.generator:
             return
         if self.generator is not None and self.form is not None:
-            self.saved_options[self.generator.id] = self.form.values()
-            self.saved_models[self.generator.id] = self.model_picker.ref()
+            self._save_form(self.generator)
         self.generator = gen
         if self.form is not None:
             discard(self.form)
@@ -301,6 +312,8 @@ class GeneratePanel(QWidget):
             return
         self.generate_button.setEnabled(True)
         self.description.setText(f"{gen.description}  ({gen.task})".strip())
+        self._show_prompt(required=gen.prompt_required)
+        self.basics.setRowVisible(self.model_picker, uses_model(gen))
         self.form = OptionsForm(gen.Options, values=self.saved_options.get(gen.id))
         self.options_layout.addWidget(self.form)
         self.options_box.setVisible(bool(self.form.specs))
@@ -309,12 +322,26 @@ class GeneratePanel(QWidget):
         self.adapter_list.set_modality(gen.modality if gen.supports_lora else None)
         self._refresh_models()
         self._refresh_adapters()
-        self.model_picker.set_ref(self.saved_models.get(gen.id))
+        if uses_model(gen):
+            self.model_picker.set_ref(self.saved_models.get(gen.id))
         self._update_banner()
+
+    def _show_prompt(self, *, required: bool) -> None:
+        """The prompt box, marked optional when the generator accepts an empty prompt."""
+        self.prompt_label.setText("Prompt" if required else "Prompt (optional)")
+        self.prompt.setPlaceholderText(PROMPT_HINT if required else OPTIONAL_PROMPT_HINT)
+
+    def _save_form(self, gen: type[Generator]) -> None:
+        """Keep ``gen``'s options (and model) for when it is chosen again or the app restarts."""
+        if self.form is None:
+            return
+        self.saved_options[gen.id] = self.form.values()
+        if uses_model(gen):
+            self.saved_models[gen.id] = self.model_picker.ref()
 
     def _refresh_models(self) -> None:
         gen = self.generator
-        if gen is None:
+        if gen is None or not uses_model(gen):
             return
         self.model_picker.blockSignals(True)
         self.model_picker.populate(self.session.models, gen.default_model, gen.modality, gen.task)
@@ -322,7 +349,9 @@ class GeneratePanel(QWidget):
         self._update_banner()
 
     def _refresh_adapters(self) -> None:
-        self.adapter_list.set_library(self.session.adapters, self.model_picker.effective_ref())
+        gen = self.generator
+        base = self.model_picker.effective_ref() if gen is not None and uses_model(gen) else None
+        self.adapter_list.set_library(self.session.adapters, base)
 
     def _model_chosen(self) -> None:
         self._update_banner()
@@ -334,7 +363,8 @@ class GeneratePanel(QWidget):
 
     def _update_banner(self) -> None:
         """First run offline: say plainly that nothing is downloaded and offer the catalog."""
-        if not self.session.models_loaded or self.generator is None:
+        gen = self.generator
+        if not self.session.models_loaded or gen is None or not uses_model(gen):
             self.banner.hide()
             return
         ref = self.model_picker.effective_ref()
@@ -377,7 +407,7 @@ class GeneratePanel(QWidget):
         return GenerationRequest(
             generator=gen.id,
             prompt=prompt,
-            model=self.model_picker.ref(),
+            model=self.model_picker.ref() if uses_model(gen) else None,
             seed=self.seed.value(),
             options=self.form.values(),
             loras=loras,
@@ -444,7 +474,8 @@ class GeneratePanel(QWidget):
             self._show_error(f"Generator {request.generator!r} is not installed.")
             return
         self.prompt.setPlainText(request.prompt)
-        self.model_picker.set_ref(request.model)
+        if self.generator is not None and uses_model(self.generator):
+            self.model_picker.set_ref(request.model)
         self.seed.set_value(request.seed)
         if self.form is not None:
             self.form.reset()
@@ -567,9 +598,8 @@ class GeneratePanel(QWidget):
     def state(self) -> dict[str, Any]:
         """What is restored on restart: generator, prompt, seed, model and options per generator,
         adapters per modality."""
-        if self.generator is not None and self.form is not None:
-            self.saved_options[self.generator.id] = self.form.values()
-            self.saved_models[self.generator.id] = self.model_picker.ref()
+        if self.generator is not None:
+            self._save_form(self.generator)
         return {
             "generator": self.generator.id if self.generator else None,
             "prompt": self.prompt.toPlainText(),

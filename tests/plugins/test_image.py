@@ -421,7 +421,8 @@ def _bad_cases(tiny: SimpleNamespace, tmp: Path) -> list[tuple[str, dict, str, t
             OptionsError,
             "strength",
         ),
-        ("text-to-image", {}, str(tmp / "missing.safetensors"), ModelNotFound, "no such file"),
+        # a missing local path: refused by the studio itself, before the generator's check
+        ("text-to-image", {}, str(tmp / "missing.safetensors"), InvalidRequest, "no such file"),
         ("text-to-image", {}, str(broken), ModelNotFound, "truncated"),
         ("text-to-image", {}, str(not_diffusers), ModelNotFound, "not a diffusers pipeline"),
     ]

@@ -3,11 +3,16 @@ audio waveform, errors next to the field, keyboard shortcuts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+from pydantic import Field
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
+from studio import BaseOptions, Generator, ImageOutput, Progress, Result, hookimpl
 from studio.core.events import JobState
 from studio.testing.fakes import fake_text
 
@@ -180,3 +185,110 @@ def test_use_these_settings_round_trip(window: Any, studio: Any, qtbot: Any) -> 
     assert panel.seed.value() == 1234
     values = panel.form.values()
     assert (values["steps"], values["width"], values["negative_prompt"]) == (3, 40, "blurry")
+
+
+# --- the form follows the generator: optional prompt, no model picker --------------------------
+
+
+class PatternOptions(BaseOptions):
+    size: int = Field(16, ge=8, le=64, multiple_of=8, description="Width and height in pixels.")
+
+
+class PatternGenerator(Generator):
+    """A model-free image generator whose prompt may be empty (as a procedural one is)."""
+
+    id = "test-pattern"
+    name = "Test pattern"
+    modality = "image"
+    task = "text-to-image"
+    uses_model = False
+    prompt_required = False
+    Options = PatternOptions
+    description = "A flat grey square from the seed; no model."
+
+    def run(self, request: Any, ctx: Any) -> Any:
+        from PIL import Image
+
+        grey = request.seed % 256
+        image = Image.new("RGB", (request.options.size,) * 2, (grey, grey, grey))
+        yield Progress(1, 1)
+        yield Result(ImageOutput(image, seed=request.seed))
+
+
+class PatternPlugin:
+    studio_api = ">=1.0,<2"
+
+    @hookimpl
+    def register_generators(self, register: Callable[[type], None]) -> None:
+        register(PatternGenerator)
+
+
+@pytest.fixture
+def pattern_window(studio: Any, qtbot: Any) -> Any:
+    """The main window with the model-free test generator installed too."""
+    from studio.ui.main_window import MainWindow
+
+    info = studio.plugins.register(PatternPlugin(), None)
+    assert info.error is None, info.error
+    win = MainWindow(studio)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.session is not None and win.session.models_loaded, timeout=WAIT)
+    return win
+
+
+def test_optional_prompt_is_marked_and_may_stay_empty(
+    window: Any, studio: Any, qtbot: Any, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    panel = window.generate
+    panel.select_generator("fake-text")  # a prompt is required
+    assert panel.prompt_label.text() == "Prompt"
+    assert "optional" not in panel.prompt.placeholderText().lower()
+    # prompt_required = False (image-to-image): the box stays, since a prompt still guides it
+    panel.select_generator("test-variation")
+    assert panel.prompt.isVisibleTo(panel)
+    assert panel.prompt_label.text() == "Prompt (optional)"
+    assert "optional" in panel.prompt.placeholderText().lower()
+    init = tmp_path / "init.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(init)
+    panel.prompt.setPlainText("")
+    panel.form.set_values({"init_image": str(init)})
+    job_id = panel.generate()
+    assert job_id is not None and not panel.prompt_error.isVisibleTo(panel)
+    qtbot.waitUntil(lambda: finished(studio, job_id), timeout=WAIT)
+    assert studio.job(job_id).state == JobState.SUCCEEDED
+    panel.select_generator("fake-text")
+    assert panel.prompt_label.text() == "Prompt"
+    assert "optional" not in panel.prompt.placeholderText().lower()
+
+
+def test_model_free_generator_shows_no_model_picker(
+    pattern_window: Any, studio: Any, qtbot: Any
+) -> None:
+    panel = pattern_window.generate
+    assert panel.select_generator("fake-image")
+    assert panel.model_picker.isVisibleTo(panel)
+    panel.model_picker.set_ref("someone/typed-model")
+    assert panel.select_generator("test-pattern")
+    assert not panel.model_picker.isVisibleTo(panel)
+    assert panel.basics.labelForField(panel.model_picker).isHidden()  # the "Model" label too
+    assert panel.seed.isVisibleTo(panel) and not panel.banner.isVisibleTo(panel)
+    panel.seed.set_value(77)
+    job_id = panel.generate()  # no prompt, no model: nothing to fill in
+    assert job_id is not None, panel.error.text() + panel.prompt_error.text()
+    qtbot.waitUntil(lambda: finished(studio, job_id), timeout=WAIT)
+    assert studio.job(job_id).state == JobState.SUCCEEDED
+    [artifact] = studio.artifacts(job_id=job_id)
+    assert artifact.recipe["model"] is None
+    # back on a generator that takes a model: the picker and what was typed in it return
+    assert panel.select_generator("fake-image")
+    assert panel.model_picker.isVisibleTo(panel)
+    assert panel.model_picker.ref() == "someone/typed-model"
+    # "Use these settings" of the model-free artifact brings the picker-less form back
+    panel.load_request(studio.request_from_recipe(artifact.recipe))
+    assert panel.generator.id == "test-pattern" and panel.seed.value() == 77
+    assert not panel.model_picker.isVisibleTo(panel)
+    state = panel.state()
+    assert "test-pattern" not in state["models"] and "test-pattern" in state["options"]
