@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListView,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -39,7 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.errors import StudioError
+from studio.core.errors import PluginVersionMismatch, StudioError
 from studio.core.records import ArtifactRecord
 from studio.ui.output_view import AudioOutputView, ImageCanvas
 from studio.ui.thumbnails import ThumbnailLoader
@@ -469,13 +470,30 @@ class GalleryPanel(QWidget):
         if rec is None:
             return None
         try:
-            job_id = self.studio.regenerate(rec.id)
+            try:
+                job_id = self.studio.regenerate(rec.id)
+            except PluginVersionMismatch as exc:
+                if not self._run_with_other_version(exc):
+                    return None
+                job_id = self.studio.regenerate(rec.id, allow_other_version=True)
         except StudioError as exc:
             self.session.status.emit(f"Cannot regenerate: {exc}")
             return None
         self.regenerated.emit(job_id, rec.generator)
         self.session.status.emit(f"Regenerating ({job_id[:8]})")
         return job_id
+
+    def _run_with_other_version(self, exc: PluginVersionMismatch) -> bool:
+        """Ask before replaying a recipe with another version of its plugin (it may differ)."""
+        answer = QMessageBox.question(
+            self,
+            "Regenerate with another plugin version",
+            f"This was made with {exc.plugin} {exc.recorded}; {exc.installed} is installed now."
+            "\n\nThe result may differ from the original. Regenerate anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def open_folder(self) -> None:
         rec = self.details.record

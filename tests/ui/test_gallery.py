@@ -9,9 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PySide6.QtCore import QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QImage
+from PySide6.QtWidgets import QMessageBox
 
+from studio.core.errors import PluginVersionMismatch
 from studio.core.generator import GenerationRequest
 from studio.ui.gallery_panel import RECORD_ROLE, THUMB_ROLE
 
@@ -212,3 +215,36 @@ def test_use_as_init_image_button(window: Any, studio: Any, qtbot: Any) -> None:
     gallery.details.init_button.click()
     assert window.current_panel() == "generate"
     assert window.generate.form.values()["init_image"] == str(rec.path)
+
+
+@pytest.mark.parametrize("answer", ["Yes", "Cancel"])
+def test_regenerate_asks_before_another_plugin_version(
+    window: Any, studio: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch, answer: str
+) -> None:
+    make(studio, "fake-image", "a cat", width=16, height=16, steps=1)
+    gallery = open_gallery(window, qtbot)
+    gallery.select(gallery.model.records[0].id)
+    calls: list[bool] = []
+    real = studio.regenerate
+
+    def regenerate(artifact: str, *, allow_other_version: bool = False) -> str:
+        calls.append(allow_other_version)
+        if not allow_other_version:
+            raise PluginVersionMismatch("other version", plugin="fake", recorded="1", installed="2")
+        return real(artifact, allow_other_version=True)
+
+    asked: list[str] = []
+
+    def question(parent: Any, title: str, text: str, *args: Any) -> Any:
+        asked.append(text)
+        return getattr(QMessageBox.StandardButton, answer)
+
+    monkeypatch.setattr(studio, "regenerate", regenerate)
+    monkeypatch.setattr(QMessageBox, "question", question)
+    job_id = gallery.regenerate_current()
+    assert asked and "fake 1; 2 is installed" in asked[0]
+    if answer == "Yes":
+        assert calls == [False, True] and job_id is not None
+        studio.wait(job_id, timeout=10)
+    else:
+        assert calls == [False] and job_id is None
