@@ -27,8 +27,6 @@ run: $(STAMP)
 EXAMPLE_WHEELS := build/example-plugin
 
 test: $(STAMP)
-	$(PY) -c "import hatchling" 2>/dev/null || \
-	  $(PY) -m pip install --quiet -c constraints.txt 'hatchling>=1.25'
 	rm -rf $(EXAMPLE_WHEELS)
 	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(EXAMPLE_WHEELS) \
 	  docs/example_plugin
@@ -37,9 +35,11 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen STUDIO_REQUIRE_EXAMPLE_PLUGIN=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check studio plugins tests benchmarks
-	$(VENV)/bin/ruff format --check studio plugins tests benchmarks
+	$(VENV)/bin/ruff check studio plugins tests benchmarks docs/example_plugin
+	$(VENV)/bin/ruff format --check studio plugins tests benchmarks docs/example_plugin
 	$(VENV)/bin/mypy
+	@# the example plugin type-checks as its own distribution, against the public API
+	cd docs/example_plugin && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml studio_patterns
 
 bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m benchmarks
