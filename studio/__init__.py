@@ -6,6 +6,7 @@ and imports no model library. ``API_VERSION`` is the version of this API; a plug
 range it supports (``studio_api = ">=1.0,<2"`` in its module).
 """
 
+from studio.core.background import Emit
 from studio.core.context import RecipeNotes, RunContext, TrainContext
 from studio.core.devices import (
     default_dtype,
@@ -58,6 +59,7 @@ __all__ = [
     "AudioOutput",
     "BaseOptions",
     "Cancelled",
+    "Emit",
     "GenerationRequest",
     "GenerationRun",
     "Generator",

@@ -19,7 +19,6 @@ from studio import (
     Result,
     quiet_model_loading,
 )
-from studio_audio.background import run_cancellable
 from studio_audio.modelinfo import MusicgenInfo, peek_model_folder, require_folder
 from studio_audio.options import MusicOptions
 
@@ -140,7 +139,7 @@ class TextToMusic(Generator):
         ) as model:
             ctx.check_cancelled()
             work = self._work(model, info, request, kwargs, melody, ctx)
-            audio, previewed = yield from run_cancellable(work, ctx, "musicgen")
+            audio, previewed = yield from ctx.run_blocking(work, name="musicgen")
         samples = to_frames_channels(audio)
         if opts.preview_every and previewed * info.hop_length < samples.shape[0]:
             # The last frames arrive with the final decode: send them so previews add up.

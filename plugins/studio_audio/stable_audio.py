@@ -35,7 +35,6 @@ from studio import (
     Result,
     quiet_model_loading,
 )
-from studio_audio.background import run_cancellable
 from studio_audio.modelinfo import StableAudioInfo, peek_model_folder, require_folder
 from studio_audio.options import StableAudioOptions
 
@@ -244,7 +243,7 @@ class TextToAudio(Generator):
                 note = truncation_note(pipe.tokenizer, text, what) if text else None
                 if note is not None:
                     yield note
-            audio = yield from run_cancellable(self._work(pipe, request, ctx), ctx, "stable-audio")
+            audio = yield from ctx.run_blocking(self._work(pipe, request, ctx), name="stable-audio")
         samples = to_frames_channels(audio)
         ctx.recipe.extra["pipeline"] = type(pipe).__name__
         ctx.recipe.extra["scheduler"] = info.scheduler
@@ -261,8 +260,6 @@ class TextToAudio(Generator):
         """The blocking part, run on a helper thread: the pipeline call with its callback."""
 
         def work(emit: Callable[[Any], None], stopped: threading.Event) -> np.ndarray:
-            import torch
-
             opts: StableAudioOptions = request.options
             total = opts.steps
 
@@ -276,8 +273,6 @@ class TextToAudio(Generator):
             ignore_known_warnings()
             kwargs = pipeline_kwargs(request.prompt, opts, request.seed)
             kwargs.update(step_callback_kwargs(pipe, on_step))
-            if ctx.device.startswith("cuda:"):
-                torch.cuda.set_device(ctx.device)
             try:
                 audios = pipe(**kwargs).audios
             except StopDenoising:

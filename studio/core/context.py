@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from studio.core.errors import Cancelled
 
 if TYPE_CHECKING:
+    from studio.core.background import Emit
     from studio.core.cache import ModelCache
     from studio.core.checkpoints import CheckpointStore
+    from studio.core.events import PluginEvent
     from studio.core.refs import ResolvedModel
     from studio.core.settings import Settings
 
@@ -62,6 +64,30 @@ class RunContext:
         """Raise :class:`Cancelled` if the user cancelled this job (call between steps)."""
         if self.cancel_event.is_set():
             raise Cancelled()
+
+    # -- blocking model calls --------------------------------------------------------------
+    def run_blocking(
+        self, work: Callable[[Emit, threading.Event], T], *, name: str = "studio-call"
+    ) -> Generator[PluginEvent, None, T]:
+        """``result = yield from ctx.run_blocking(work, name=...)``: run one blocking model call
+        (a diffusers pipeline, ``model.generate``) on a helper thread while ``run`` yields the
+        events it reports.
+
+        ``work(emit, stopped)`` runs on the helper thread: ``emit(event)`` hands a ``Progress``,
+        ``Preview`` or ``Note`` to ``run``, which yields it as it comes; ``stopped`` (a
+        :class:`threading.Event`) is set when ``run`` was closed early, and the call's step
+        callback should then raise to end the call. The helper takes this thread's torch CPU
+        thread count (a per-thread setting) and, on a ``cuda:N`` device, makes N the current
+        device. An exception from ``work`` is re-raised here.
+
+        Cancel: check ``ctx.cancel_event`` in the step callback too, and raise, to stop the call
+        within a step. Once the job is cancelled the call does not start, and a call that fails
+        or ends after the cancel raises :class:`Cancelled` (its result and traceback let go).
+        ``name`` names the helper thread (seen in thread dumps).
+        """
+        from studio.core.background import run_blocking
+
+        return run_blocking(work, name=name, device=self.device, cancel=self.cancel_event)
 
     # -- policy ----------------------------------------------------------------------------
     @property

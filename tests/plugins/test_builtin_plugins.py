@@ -124,12 +124,3 @@ def test_image_pipeline_thread_uses_the_workers_thread_count(
     assert done.value.value == ["image"]
     assert [type(e) for e in events] == [Note]  # "this pipeline reports no steps"
     assert seen == [threads_differ, threads_differ]
-
-
-def test_audio_helper_thread_uses_the_callers_thread_count(threads_differ: int) -> None:
-    from studio_audio.background import BackgroundCall
-
-    seen: list[int] = []
-    call = BackgroundCall(lambda emit, stopped: _counting_threads(seen))
-    assert list(call) == []
-    assert seen == [threads_differ]
