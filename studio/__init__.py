@@ -41,6 +41,16 @@ from studio.core.events import (
     TextOutput,
     TrainStep,
 )
+from studio.core.finetune import (
+    FineTuneLoop,
+    LoopResult,
+    LoopSettings,
+    ResumeMismatch,
+    TrainingFailed,
+    manifest_hash,
+    run_fingerprint,
+    steps_for_epochs,
+)
 from studio.core.generator import GenerationRequest, GenerationRun, Generator, LoraSpec
 from studio.core.hashing import sha256_file
 from studio.core.hookspecs import API_VERSION, hookimpl
@@ -60,12 +70,15 @@ __all__ = [
     "BaseOptions",
     "Cancelled",
     "Emit",
+    "FineTuneLoop",
     "GenerationRequest",
     "GenerationRun",
     "Generator",
     "ImageOutput",
     "IngestReport",
     "InvalidRequest",
+    "LoopResult",
+    "LoopSettings",
     "LoraSpec",
     "Modality",
     "ModelNotFound",
@@ -79,6 +92,7 @@ __all__ = [
     "RecipeNotes",
     "ResolvedModel",
     "Result",
+    "ResumeMismatch",
     "RunContext",
     "Sample",
     "StudioError",
@@ -86,6 +100,7 @@ __all__ = [
     "TrainContext",
     "TrainStep",
     "Trainer",
+    "TrainingFailed",
     "TrainingRequest",
     "TrainingRun",
     "UnsafeWeightsError",
@@ -100,7 +115,10 @@ __all__ = [
     "is_host",
     "is_out_of_memory",
     "locate_model",
+    "manifest_hash",
     "quiet_model_loading",
+    "run_fingerprint",
     "sha256_file",
+    "steps_for_epochs",
     "torch_dtype",
 ]
