@@ -458,6 +458,7 @@ def plugins_document(host: PluginHost) -> dict[str, Any]:
                 "name": t.name,
                 "modality": t.modality,
                 "default_model": t.default_model,
+                "uses_model": bool(t.uses_model),
                 "description": t.description,
             }
             for t in (host.trainers[tid] for tid in info.trainers if tid in host.trainers)

@@ -75,14 +75,22 @@ class TextOutput:
     modality: Modality = "text"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AdapterOutput:
-    """A trained adapter (LoRA) or small model, saved by a trainer in ``path``."""
+    """A trained adapter (LoRA) or small model, saved by a trainer in ``path``.
+
+    Every field is passed by keyword. ``base_model`` is the model it was trained on
+    (``request.base_model``), ``None`` when the trainer uses none (``uses_model = False``).
+    ``generators`` names the ids of the generators it is made for (the plugin's own generator
+    that applies a learned palette, say); leave it empty for an adapter that any generator
+    loading its base model can take.
+    """
 
     path: Path
-    base_model: str
     name: str
     modality: Modality
+    base_model: str | None = None
+    generators: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 

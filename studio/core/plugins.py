@@ -652,12 +652,6 @@ def _check_component(cls: type[Generator[Any]] | type[Trainer[Any]], kind: str) 
     uses_model = cls.uses_model
     if not isinstance(uses_model, bool):
         raise PluginError(f"{kind} {cls.id!r}: uses_model must be True or False")
-    if not uses_model and kind == "trainer":
-        raise PluginError(
-            f"trainer {cls.id!r} sets uses_model = False: a trainer starts from a base model in "
-            "this version of the studio. Remove uses_model (default_model = None lets the user "
-            "name the base model)"
-        )
     if not uses_model and default is not None:
         raise PluginError(
             f"{kind} {cls.id!r} sets uses_model = False and default_model = {default!r}: one "

@@ -91,17 +91,23 @@ class ArtifactRecord:
 
 @dataclass
 class AdapterRecord:
-    """A LoRA adapter (or small model) in the studio's adapter library."""
+    """A LoRA adapter (or small model) in the studio's adapter library.
+
+    ``base_model`` is the model it was trained on, ``None`` for one made by a trainer that uses
+    no model; ``generators`` the ids of the generators it is made for (empty: any that loads its
+    base model), as the trainer's :class:`~studio.core.events.AdapterOutput` said.
+    """
 
     id: str
     name: str
     path: Path
     modality: str
-    base_model: str
+    base_model: str | None
     sha256: str | None
     created: float
     job_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    generators: tuple[str, ...] = ()
 
 
 @dataclass

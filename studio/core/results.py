@@ -77,11 +77,19 @@ def save_adapter(store: Store, library: Path, job_id: str, output: AdapterOutput
     """Put a trained adapter into the adapter ``library`` (copied there if written elsewhere).
 
     ``output.path`` is updated to the adapter's place in the library, and
-    ``output.extra["adapter_id"]`` to its record's id.
+    ``output.extra["adapter_id"]`` to its record's id. ``output.base_model`` (``None`` for a
+    trainer that uses no model) and ``output.generators`` are recorded as they are.
     """
     path = Path(output.path)
     if not path.exists():
         raise FileNotFoundError(f"the trainer reported adapter {path}, which does not exist")
+    generators = _generator_ids(output.generators)
+    if output.base_model is not None and (
+        not isinstance(output.base_model, str) or not output.base_model.strip()
+    ):
+        raise TypeError(
+            f"AdapterOutput.base_model must be a model reference or None, got {output.base_model!r}"
+        )
     if not _is_within(path, library):
         target = library / f"{artifacts.slug(output.name)}-{job_id[:8]}"
         if path.is_dir():
@@ -101,11 +109,24 @@ def save_adapter(store: Store, library: Path, job_id: str, output: AdapterOutput
         created=time.time(),
         job_id=job_id,
         extra=dict(output.extra),
+        generators=generators,
     )
     store.add_adapter(record)
     output.path = path
     output.extra["adapter_id"] = record.id
     return record
+
+
+def _generator_ids(value: object) -> tuple[str, ...]:
+    """``AdapterOutput.generators`` as a tuple of ids (a bare string would become letters)."""
+    if isinstance(value, list | tuple) and all(
+        isinstance(gid, str) and gid.strip() and not any(c.isspace() for c in gid) for gid in value
+    ):
+        return tuple(value)
+    raise TypeError(
+        f"AdapterOutput.generators must be a tuple of generator ids, like ('patterns',); got "
+        f"{value!r}"
+    )
 
 
 def _is_within(path: Path, folder: Path) -> bool:

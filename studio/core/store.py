@@ -164,10 +164,42 @@ def _migration_2_search_text(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migration_3_model_free_adapters(conn: sqlite3.Connection) -> None:
+    """Adapters made by a trainer that uses no model: ``base_model`` may be NULL, and a new
+    ``generators`` column (a JSON list of generator ids) says what such an adapter is for.
+
+    SQLite cannot drop a NOT NULL constraint, so the table is rebuilt, rows and ids kept (no
+    other table refers to it).
+    """
+    for statement in (
+        """CREATE TABLE adapters_new (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            modality TEXT NOT NULL,
+            base_model TEXT,
+            sha256 TEXT,
+            created REAL NOT NULL,
+            job_id TEXT REFERENCES jobs (id) ON DELETE SET NULL,
+            extra TEXT NOT NULL DEFAULT '{}',
+            generators TEXT NOT NULL DEFAULT '[]'
+        )""",
+        # rowid too: it breaks ties between adapters of the same time, newest first
+        "INSERT INTO adapters_new (rowid, id, name, path, modality, base_model, sha256, created, "
+        "job_id, extra) SELECT rowid, id, name, path, modality, base_model, sha256, created, "
+        "job_id, extra FROM adapters",
+        "DROP TABLE adapters",
+        "ALTER TABLE adapters_new RENAME TO adapters",
+        "CREATE INDEX adapters_by_name ON adapters (name)",
+    ):
+        conn.execute(statement)
+
+
 #: Ordered migrations: ``MIGRATIONS[n]`` brings a database from version ``n`` to ``n + 1``.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migration_1_initial,
     _migration_2_search_text,
+    _migration_3_model_free_adapters,
 )
 
 #: The schema version this studio writes.
@@ -329,6 +361,7 @@ def _adapter_from_row(row: sqlite3.Row) -> AdapterRecord:
         created=row["created"],
         job_id=row["job_id"],
         extra=json.loads(row["extra"]),
+        generators=tuple(json.loads(row["generators"])),
     )
 
 
@@ -638,7 +671,7 @@ class Store:
         with self._tx(write=True) as conn:
             conn.execute(
                 "INSERT INTO adapters (id, name, path, modality, base_model, sha256, created, "
-                "job_id, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "job_id, extra, generators) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     rec.id,
                     rec.name,
@@ -649,6 +682,7 @@ class Store:
                     rec.created,
                     rec.job_id,
                     _dumps(rec.extra),
+                    _dumps(list(rec.generators)),
                 ),
             )
 

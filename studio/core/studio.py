@@ -381,9 +381,7 @@ class Studio:
                 f"dataset {dataset} is not a folder: give the folder holding your files"
             )
         options = validate_options(cls.Options, request.options)
-        base_model = request.base_model or cls.default_model
-        if not base_model:
-            raise InvalidRequest(f"trainer {cls.id!r} has no default base model: name one")
+        base_model = self._base_model_for(cls, request.base_model)
         report = self._ingest(cls, dataset, options)
         if not report.ok:
             skipped = "; ".join(f"{k}: {v}" for k, v in list(report.skipped.items())[:5])
@@ -408,6 +406,32 @@ class Studio:
             }
         ).model_dump(mode="json")
         return Prepared(cls, run_request), stored
+
+    @staticmethod
+    def _base_model_for(cls: type[Trainer], ref: str | None) -> str | None:
+        """The model a training starts from: none for a trainer that uses no model, else the
+        one asked for or the trainer's default. A local path must exist (checked before the
+        job is queued, as for a generation's model)."""
+        if not cls.uses_model:
+            if ref:
+                raise InvalidRequest(
+                    f"trainer {cls.id!r} uses no base model (it learns from the dataset alone): "
+                    f"remove the base model {ref!r}"
+                )
+            return None
+        model = ref or cls.default_model
+        if not model:
+            raise InvalidRequest(
+                f"trainer {cls.id!r} has no default base model: name the model to train on (a "
+                "hub id, a local folder or a .safetensors file)"
+            )
+        path = Path(model).expanduser()
+        if is_local_path(model) and not path.exists():
+            raise InvalidRequest(
+                f"base model {model!r}: no such file or folder ({path.absolute()}); a local "
+                "model is a folder in diffusers/transformers layout or a single .safetensors file"
+            )
+        return model
 
     @staticmethod
     def _ingest(cls: type[Trainer], dataset: Path, options: Any) -> IngestReport:

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
 
 class TrainingRequest(BaseModel):
-    """A fine-tuning job as submitted (serialisable; stored with the job)."""
+    """A fine-tuning job as submitted (serialisable; stored with the job).
+
+    ``base_model``: the model to train on; ``None`` takes the trainer's ``default_model``. A
+    trainer with ``uses_model = False`` takes none (one given is refused before the job is queued).
+    """
 
     trainer: str
     base_model: str | None = None
@@ -52,7 +56,9 @@ class TrainingRun(Generic[OptionsT]):
     """What ``Trainer.run`` receives; generic in the options' type like ``GenerationRun``."""
 
     trainer: str
-    base_model: str
+    #: the model to train on: the user's, else the trainer's ``default_model``; ``None`` for a
+    #: trainer with ``uses_model = False`` (it learns from the dataset alone).
+    base_model: str | None
     dataset: Path
     name: str
     #: the validated options, an instance of the trainer's ``Options`` class.
@@ -73,9 +79,10 @@ class Trainer(Generic[OptionsT]):
     #: the options' pydantic model; the same class as the type parameter, when one is given.
     Options: ClassVar[type[BaseOptions]] = BaseOptions
     description: ClassVar[str] = ""
-    #: whether training starts from a base model. Always ``True`` in this version of the studio
-    #: (a trainer is refused at registration otherwise); ``default_model = None`` means the user
-    #: names the base model.
+    #: whether training starts from a base model. ``True``: ``default_model = None`` means the user
+    #: names one. ``False`` for a trainer that learns from the dataset alone (a palette, a small
+    #: model trained from scratch): it has no ``default_model``, the user names no base model,
+    #: ``request.base_model`` is ``None`` and its adapter records none.
     uses_model: ClassVar[bool] = True
     #: modules ``run`` imports; as :attr:`studio.core.generator.Generator.imports`.
     imports: ClassVar[tuple[str, ...]] = ()

@@ -31,7 +31,8 @@ during the run.
             return make_pictures(tmp_path / "pictures")
 
 It checks the metadata and options, that ``ingest`` skips a bad file with a reason, that a run
-yields ``TrainStep`` events and ends with an adapter saved in the studio's library, that a pause
+yields ``TrainStep`` events and ends with an adapter saved in the studio's library (recording the
+base model it was trained on, or none for a trainer with ``uses_model = False``), that a pause
 and a cancel take effect at a step boundary, and that a run stopped after a checkpoint and resumed
 continues exactly as the uninterrupted run.
 
@@ -439,6 +440,11 @@ def _check_common_metadata(cls: Component, base: Component) -> None:
     assert not any(c.isspace() for c in cls.id), f"id {cls.id!r} must have no spaces"
     assert cls.modality in MODALITIES, f"modality {cls.modality!r} not in {MODALITIES}"
     assert cls.default_model is None or isinstance(cls.default_model, str)
+    uses_model = getattr(cls, "uses_model", True)
+    assert isinstance(uses_model, bool), "uses_model must be True or False"
+    if not uses_model:
+        kind = "generator" if issubclass(cls, Generator) else "trainer"
+        assert cls.default_model is None, f"a {kind} with uses_model = False has no default_model"
     assert isinstance(cls.description, str)
     assert isinstance(cls.imports, tuple), "imports must be a tuple of module names"
     assert cls.run is not base.run, "run() is not implemented"
@@ -535,10 +541,6 @@ class GeneratorContract:
         task = getattr(cls, "task", None)
         assert isinstance(task, str) and task.strip(), "task must be a non-empty string"
         assert isinstance(cls.supports_lora, bool) and isinstance(cls.prompt_required, bool)
-        uses_model = getattr(cls, "uses_model", True)
-        assert isinstance(uses_model, bool), "uses_model must be True or False"
-        if not uses_model:
-            assert cls.default_model is None, "a generator with uses_model = False has no model"
         check = inspect.getattr_static(cls, "check")
         assert not isinstance(check, classmethod | staticmethod), (
             "check(self, request) is an instance method, not a class or static method"
@@ -649,7 +651,8 @@ class TrainerContract:
     trainer can use (the checks add a bad file to it: ``bad_file``, by default one of
     :data:`BAD_FILES`). ``options`` should make a run short yet at least 3 steps long, with a
     checkpoint before the last step (e.g. ``{"steps": 4, "checkpoint_every": 1}``). Give a base
-    model as a ``base_model_ref`` fixture or class attribute (``None``: the trainer's default).
+    model as a ``base_model_ref`` fixture or class attribute (``None``: the trainer's default;
+    always ``None`` for a trainer with ``uses_model = False``, which takes no base model).
     ``resume_tolerance`` is the largest difference allowed between the losses and adapter
     tensors of a resumed run and of the uninterrupted one: 0 (the default) means identical, as a
     run on the CPU must be; raise it for a trainer whose device is not deterministic.
@@ -671,7 +674,15 @@ class TrainerContract:
     @pytest.fixture
     def contract_base_model(self, request: pytest.FixtureRequest) -> str | None:
         """The base model: the ``base_model_ref`` fixture if there is one, else the attribute."""
-        return _fixture_or_attribute(self, request, "base_model_ref")
+        return self._checked_base_model(_fixture_or_attribute(self, request, "base_model_ref"))
+
+    def _checked_base_model(self, ref: str | None) -> str | None:
+        if ref is not None and not getattr(self.trainer_cls, "uses_model", True):
+            pytest.fail(
+                f"{type(self).__name__}: {self.trainer_cls.id!r} has uses_model = False and "
+                f"takes no base model: remove base_model_ref ({ref!r})"
+            )
+        return ref
 
     @pytest.fixture
     def contract_dataset(self, dataset: Path) -> Path:
@@ -758,7 +769,18 @@ class TrainerContract:
         assert Path(adapter.path).exists() and adapter.name == self.name
         assert Path(adapter.path).resolve().is_relative_to(studio_app.paths.adapters.resolve())
         assert adapter.modality == cls.modality
-        assert adapter.base_model == (contract_base_model or cls.default_model)
+        if getattr(cls, "uses_model", True):
+            expected = contract_base_model or cls.default_model
+            assert adapter.base_model == expected, (
+                f"the adapter records base model {adapter.base_model!r}, not {expected!r}: "
+                "pass base_model=request.base_model to AdapterOutput"
+            )
+        else:
+            assert record.request.get("base_model") is None, "a model-free training got a model"
+            assert adapter.base_model is None, (
+                f"a trainer with uses_model = False recorded base model {adapter.base_model!r}: "
+                "leave AdapterOutput.base_model out (None)"
+            )
 
     def test_contract_pause_holds_at_a_step_boundary(
         self, studio_app: Studio, contract_dataset: Path, contract_base_model: str | None

@@ -64,10 +64,17 @@ def test_uses_model_defaults_to_true() -> None:
     assert Generator.uses_model is True and Trainer.uses_model is True
 
 
-def test_a_trainer_always_uses_a_base_model_for_now() -> None:
+def test_a_model_free_trainer_registers_without_a_default_model() -> None:
     host, error = register(trainer(uses_model=False))
-    assert error is not None and "trainer 'palette' sets uses_model = False" in error
-    assert "starts from a base model" in error and not host.trainers
+    assert error is None and host.trainers["palette"].uses_model is False
+
+
+def test_a_model_free_trainer_may_not_name_a_default_model() -> None:
+    host, error = register(trainer(uses_model=False, default_model="some/model"))
+    assert error is not None
+    assert "trainer 'palette' sets uses_model = False and default_model = 'some/model'" in error
+    assert "Remove default_model" in error
+    assert not host.trainers
 
 
 def test_a_model_free_generator_registers_without_a_default_model() -> None:

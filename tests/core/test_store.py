@@ -123,10 +123,10 @@ def test_foreign_keys_are_enforced(store: Store, tmp_path: Path) -> None:
 
 
 def test_an_older_database_is_upgraded_and_keeps_its_data(db_path: Path, tmp_path: Path) -> None:
-    # a database as the previous studio version left it (schema N-1)
+    # a database as the first studio version left it (schema 1): every migration runs on it
     db_path.parent.mkdir(parents=True)
     old = connect(db_path)
-    assert migrate(old, target=SCHEMA_VERSION - 1) == SCHEMA_VERSION - 1
+    assert migrate(old, target=1) == 1
     old.execute(
         "INSERT INTO jobs (id, kind, state, priority, component, request, created) "
         "VALUES ('j1', 'generate', 'succeeded', 0, 'fake-image', '{\"prompt\": \"x\"}', 5.0)"
