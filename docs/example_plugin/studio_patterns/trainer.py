@@ -4,7 +4,8 @@ It shows what every trainer does: ``ingest`` reports which files it can use (and
 others) without training; ``run`` calls ``ctx.step_boundary()`` before each step, yields a
 ``TrainStep`` with the step's loss, saves its whole state through ``ctx.checkpoints`` and resumes
 from the latest checkpoint exactly where it stopped, and ends with ``Result(AdapterOutput(...))``:
-a palette file the studio puts in its adapter library, which ``PatternGenerator`` applies.
+a palette file the studio puts in its adapter library, which ``PatternGenerator`` applies. It
+starts from no model (``uses_model = False``): its adapter names the generator it is for instead.
 """
 
 from __future__ import annotations
@@ -60,8 +61,7 @@ class PaletteTrainer(Trainer[PaletteOptions]):
     id = "patterns-palette"
     name = "Palette from pictures"
     modality = "image"
-    # no weights to fine-tune: the "base" an adapter names is what it applies to, the generator
-    default_model = PatternGenerator.id
+    uses_model = False  # it learns from the pictures alone: no base model to choose or record
     Options = PaletteOptions
     description = "Learns a colour palette from your pictures, for the Patterns generator."
 
@@ -120,9 +120,9 @@ class PaletteTrainer(Trainer[PaletteOptions]):
         yield Result(
             AdapterOutput(
                 path=path,
-                base_model=request.base_model,
                 name=request.name,
                 modality="image",
+                generators=(PatternGenerator.id,),  # what the palette applies to
                 extra={"pictures": len(files), "steps": step},
             )
         )

@@ -82,6 +82,8 @@ def test_the_trainer_learns_the_colours_of_the_pictures(studio_app, tmp_path: Pa
     losses = [e.loss for e in events if isinstance(e, TrainStep)]
     assert len(losses) == 5 and losses[-1] < losses[0]
     assert all(b <= a for a, b in pairwise(losses))  # k-means never worsens
+    assert adapter.base_model is None  # it uses no model, and its adapter says so
+    assert adapter.generators == (PatternGenerator.id,)  # it names what it applies to instead
     colours, shares = load_palette(adapter.path)
     learned = np.array(sorted(np.round(colours * 255).tolist()))
     assert np.abs(learned - np.array(sorted([BLUE, RED]))).max() <= 3  # the noise averages out
