@@ -2,10 +2,11 @@
 
 The package has a ``pyproject.toml`` with the ``studio.plugins`` entry point, a module declaring
 the plugin API range it supports (``studio_api``) and its hook implementation, one class (a
-seeded generator that needs no model weights, or a small trainer that learns from a folder) and
-tests built on the studio's testing kit, which pass as generated. The generated code imports only
-the public API (``studio``, ``studio.testing``) besides the standard library, pydantic and Pillow
-(both installed with the studio).
+seeded generator that needs no model weights, or a small trainer that learns from a folder with
+no base model; both declare ``uses_model = False``) and tests built on the studio's testing kit,
+which pass as generated. The generated code imports only the public API (``studio``,
+``studio.testing``) besides the standard library, pydantic and Pillow (both installed with the
+studio).
 
 The templates are files under ``studio/core/templates/plugin`` (shipped in the wheel), with
 ``$placeholders`` (:class:`string.Template`).
