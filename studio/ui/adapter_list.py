@@ -43,13 +43,41 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 WEIGHT_FILTER = "Adapter weights (*.safetensors *.bin *.ckpt *.pt *.pth);;All files (*)"
 
 
-class AdapterLibrary:
-    """The library adapters of one modality, found by id, name or file path."""
+def made_for(adapter: AdapterRecord) -> str:
+    """What an adapter applies to, in words: its base model, else the generators it names."""
+    if adapter.base_model:
+        return adapter.base_model
+    if adapter.generators:
+        return ", ".join(adapter.generators)
+    return "no base model"
 
-    def __init__(self, adapters: Iterable[AdapterRecord] = (), base_model: str | None = None):
-        # made for the chosen model first, then newest first
-        self.adapters = sorted(adapters, key=lambda a: (a.base_model != base_model, -a.created))
+
+def adapter_tip(adapter: AdapterRecord) -> str:
+    """The tooltip of a library adapter: its file and what it was made for."""
+    lines = [f"{adapter.name}: {adapter.path}"]
+    lines.append(f"base model: {adapter.base_model or 'none (trained from no model)'}")
+    if adapter.generators:
+        lines.append(f"for: {', '.join(adapter.generators)}")
+    return "\n".join(lines)
+
+
+class AdapterLibrary:
+    """The library adapters of one modality, found by id, name or file path.
+
+    Those made for the current choice come first: for the chosen ``base_model``, or naming the
+    chosen ``generator`` (a model-free trainer's adapter names its generators, not a model).
+    """
+
+    def __init__(
+        self,
+        adapters: Iterable[AdapterRecord] = (),
+        base_model: str | None = None,
+        generator: str | None = None,
+    ):
         self.base_model = base_model
+        self.generator = generator
+        # made for the current choice first, then newest first
+        self.adapters = sorted(adapters, key=lambda a: (not self.suits(a), -a.created))
         names = [a.name for a in self.adapters]
         self._by_ref: dict[str, AdapterRecord] = {}
         for adapter in reversed(self.adapters):  # the newest wins a shared name, as in the core
@@ -61,6 +89,15 @@ class AdapterLibrary:
 
     def find(self, ref: str) -> AdapterRecord | None:
         return self._by_ref.get(ref)
+
+    def suits(self, adapter: AdapterRecord) -> bool:
+        """Whether ``adapter`` is made for the chosen generator or base model."""
+        if self.generator is not None and self.generator in adapter.generators:
+            return True
+        if adapter.base_model is None:
+            # made from no model: for the generators it names (all, when it names none)
+            return not adapter.generators
+        return adapter.base_model == self.base_model
 
     def key(self, adapter: AdapterRecord) -> str:
         """The reference a row sends: the readable name, or the id when names repeat."""
@@ -165,16 +202,14 @@ class AdapterRow(QWidget):
     def _fill(self) -> None:
         self.combo.blockSignals(True)
         self.combo.clear()
-        base = self.library.base_model
+        chosen = self.library.base_model or self.library.generator
         for adapter in self.library.adapters:
             label = adapter.name
-            if base and adapter.base_model != base:
-                label += f" (for {adapter.base_model})"
+            if chosen and not self.library.suits(adapter):
+                label += f" (for {made_for(adapter)})"
             self.combo.addItem(label, self.library.key(adapter))
             self.combo.setItemData(
-                self.combo.count() - 1,
-                f"{adapter.path}\nbase model: {adapter.base_model}",
-                Qt.ItemDataRole.ToolTipRole,
+                self.combo.count() - 1, adapter_tip(adapter), Qt.ItemDataRole.ToolTipRole
             )
         if self.library.adapters:
             self.combo.insertSeparator(self.combo.count())
@@ -276,7 +311,7 @@ class AdapterRow(QWidget):
         if problem is not None:
             tip = f"{ref}\n{problem} Generating will fail until it is found or removed."
         elif found is not None:
-            tip = f"{found.name}: {found.path}\nbase model: {found.base_model}"
+            tip = adapter_tip(found)
         elif ref is not None and "/" in ref and not Path(ref).expanduser().exists():
             tip = f"{ref}\nA hub adapter: downloaded when the generation runs."
         else:
@@ -298,6 +333,7 @@ class AdapterList(QGroupBox):
         self.saved: dict[str, list[tuple[str, float]]] = {}
         self._all: list[AdapterRecord] = []
         self._base_model: str | None = None
+        self._generator: str | None = None
         self.library = AdapterLibrary()
         self.rows_layout = QVBoxLayout()
         self.rows_layout.setContentsMargins(0, 0, 0, 0)
@@ -318,10 +354,17 @@ class AdapterList(QGroupBox):
         column.addLayout(footer)
 
     # -- context --------------------------------------------------------------------------------
-    def set_library(self, adapters: list[AdapterRecord], base_model: str | None = None) -> None:
-        """The whole adapter library; rows list those of the current modality."""
+    def set_library(
+        self,
+        adapters: list[AdapterRecord],
+        base_model: str | None = None,
+        generator: str | None = None,
+    ) -> None:
+        """The whole adapter library; rows list those of the current modality, those made for
+        ``base_model`` or ``generator`` (the chosen one's id) first."""
         self._all = list(adapters)
         self._base_model = base_model
+        self._generator = generator
         self._relist()
 
     def set_modality(self, modality: str | None) -> None:
@@ -341,7 +384,7 @@ class AdapterList(QGroupBox):
 
     def _relist(self) -> None:
         mine = [a for a in self._all if a.modality == self.modality]
-        self.library = AdapterLibrary(mine, self._base_model)
+        self.library = AdapterLibrary(mine, self._base_model, self._generator)
         for row in self.rows:
             row.set_library(self.library)
 

@@ -351,7 +351,7 @@ class GeneratePanel(QWidget):
     def _refresh_adapters(self) -> None:
         gen = self.generator
         base = self.model_picker.effective_ref() if gen is not None and uses_model(gen) else None
-        self.adapter_list.set_library(self.session.adapters, base)
+        self.adapter_list.set_library(self.session.adapters, base, gen.id if gen else None)
 
     def _model_chosen(self) -> None:
         self._update_banner()

@@ -1,6 +1,7 @@
 """The training panel, built against the trainer contract: trainer, base model and a folder; the
 ingest report; options from the trainer's Options; start; a live loss curve; the samples grid;
-and the resulting adapter one click away from use."""
+and the resulting adapter one click away from use. A trainer that uses no model
+(``uses_model = False``) gets no base-model picker."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ if TYPE_CHECKING:
     from studio.ui.session import Session
 
 SAMPLE_ICON = QSize(96, 96)
+
+
+def uses_model(trainer: type[Trainer]) -> bool:
+    """Whether the trainer starts from a base model (a model-free one shows no picker)."""
+    return trainer.uses_model
 
 
 class IngestView(QLabel):
@@ -128,7 +134,7 @@ class TrainingPanel(QWidget):
         self._ingest_timer.setInterval(300)
         self._ingest_timer.timeout.connect(self.run_ingest)
 
-        basics = QFormLayout()
+        self.basics = basics = QFormLayout()
         basics.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         basics.addRow("Trainer", self.trainer_combo)
         basics.addRow("", self.description)
@@ -248,6 +254,7 @@ class TrainingPanel(QWidget):
             self.start_button.setEnabled(False)
             return
         self.description.setText(trainer.description)
+        self.basics.setRowVisible(self.base_model, uses_model(trainer))
         self.form = OptionsForm(trainer.Options)
         self.options_layout.addWidget(self.form)
         self._refresh_models()
@@ -256,7 +263,7 @@ class TrainingPanel(QWidget):
             self._ingest_timer.start()
 
     def _refresh_models(self) -> None:
-        if self.trainer is not None:
+        if self.trainer is not None and uses_model(self.trainer):
             self.base_model.populate(
                 self.session.models, self.trainer.default_model, self.trainer.modality, ""
             )
@@ -316,7 +323,7 @@ class TrainingPanel(QWidget):
         try:
             return TrainingRequest(
                 trainer=self.trainer.id,
-                base_model=self.base_model.ref(),
+                base_model=self.base_model.ref() if uses_model(self.trainer) else None,
                 dataset=Path(folder),
                 name=name,
                 options=self.form.values(),
