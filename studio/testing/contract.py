@@ -289,8 +289,10 @@ def run_trainer(
     """Train ``trainer_cls`` on ``dataset`` as a real job of ``studio``; return
     ``(events, adapters)``.
 
-    ``events`` are the job's events in order (TrainStep/Sample/Progress/Note/Result and the
-    core's JobStateChanged); ``adapters`` the records the job added to the adapter library.
+    ``base_model``: ``None`` takes the trainer's default (and is the only value a trainer with
+    ``uses_model = False`` accepts). ``events`` are the job's events in order
+    (TrainStep/Sample/Progress/Note/Result and the core's JobStateChanged); ``adapters`` the
+    records the job added to the adapter library.
     Raises :class:`TrainerRunFailed` if the job does not succeed.
     """
     request = TrainingRequest(
