@@ -153,8 +153,8 @@ class Studio:
             if load_plugins:
                 plugins.load_entry_points()
             cache = ModelCache(
-                device_budget=_gib(settings.device_budget_gb),
-                host_budget=_gib(settings.host_budget_gb) or devices.host_memory_total() // 2,
+                device_budget=_gb(settings.device_budget_gb),
+                host_budget=_gb(settings.host_budget_gb) or devices.host_memory_total() // 2,
             )
             studio = cls(paths, settings, plugins, store, cache)
             studio._swept = swept
@@ -918,10 +918,10 @@ class Studio:
         self._apply_budgets()
 
     def _apply_budgets(self) -> None:
-        device_budget = _gib(self.settings.device_budget_gb)
+        device_budget = _gb(self.settings.device_budget_gb)
         if device_budget is None and self._device_total:
             device_budget = int(self._device_total * DEVICE_BUDGET_SHARE)
-        host_budget = _gib(self.settings.host_budget_gb) or devices.host_memory_total() // 2
+        host_budget = _gb(self.settings.host_budget_gb) or devices.host_memory_total() // 2
         self.cache.set_budgets(device_budget, host_budget)
 
     # -- lookups for the command line and the window (they never reach into the store) -------
@@ -997,5 +997,7 @@ def _ends(event: JobEvent) -> bool:
     return isinstance(event.event, JobStateChanged) and event.event.state.finished
 
 
-def _gib(value: float | None) -> int | None:
-    return None if value is None else int(value * (1 << 30))
+def _gb(value: float | None) -> int | None:
+    """A budget setting in GB to bytes: decimal (10**9), as :func:`~studio.core.units.human_size`
+    shows sizes, so that a budget of 8 is shown as "8.0 GB"."""
+    return None if value is None else int(value * 10**9)

@@ -29,6 +29,7 @@ from studio.core.events import (
 )
 from studio.core.settings import Settings
 from studio.core.studio import Studio
+from studio.core.units import human_size
 from studio.testing import fake_plugin
 from studio.testing.fake_plugin import open_fake_studio
 from studio.testing.fakes import EventRecorder, fake_pixels, fake_text, wait_until
@@ -497,7 +498,8 @@ def test_settings_are_saved_and_budgets_applied(studio_home: Path) -> None:
     try:
         settings = app.settings.model_copy(update={"host_budget_gb": 1.5, "theme": "dark"})
         app.save_settings(settings)
-        assert app.cache.host_budget == int(1.5 * (1 << 30))
+        assert app.cache.host_budget == int(1.5 * 10**9)
+        assert human_size(app.cache.host_budget) == "1.5 GB"  # the setting's GB, as shown
         with pytest.raises(InvalidRequest):
             app.save_settings({"theme": "dark"})  # type: ignore[arg-type]
     finally:

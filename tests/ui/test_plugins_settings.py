@@ -198,7 +198,7 @@ def test_settings_saved_and_loaded_again(
     stored = studio.store.load_settings()
     assert stored.theme == "dark" and stored.host_budget_gb == 3.5 and stored.cpu_threads == 2
     assert stored.output_dir == tmp_path / "outs"
-    assert studio.cache.host_budget == int(3.5 * (1 << 30))  # budgets apply at once
+    assert studio.cache.host_budget == int(3.5 * 10**9)  # budgets apply at once
     # the CPU threads are set when the worker starts: the window offers a restart
     assert window.restart_banner.isVisibleTo(window)
     assert "CPU threads changed" in window.restart_text.text()
