@@ -305,3 +305,59 @@ def make_tiny_lora(
         torch.random.set_rng_state(state)
     peft_model.save_pretrained(str(folder), safe_serialization=True)
     return folder
+
+
+# --- small training corpora ---------------------------------------------------------------------
+
+#: A few lines a tiny model learns quickly when they are repeated (trainer tests).
+REPETITIVE_LINES: tuple[str, ...] = (
+    "The painter mixed blue and yellow until the green looked like spring.",
+    "Once upon a time there was a small studio by the sea.",
+    "The quick brown fox jumps over the lazy dog.",
+)
+
+#: Chat examples (``messages`` with roles) for trainers of chat data.
+CHAT_EXAMPLES: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("user", "Hello world!"), ("assistant", "Hello! How are you today?")),
+    (("user", "Write me a poem."), ("assistant", "Roses are red, the sea is blue.")),
+    (
+        ("system", "You answer briefly."),
+        ("user", "What is green?"),
+        ("assistant", "Spring."),
+        ("user", "And blue?"),
+        ("assistant", "The sea."),
+    ),
+)
+
+
+def write_text_corpus(
+    folder: Path, files: int = 3, repeats: int = 8, lines: tuple[str, ...] = REPETITIVE_LINES
+) -> Path:
+    """Write ``files`` .txt files, each ``lines`` repeated ``repeats`` times; return ``folder``.
+
+    File ``i`` starts at line ``i`` so the files differ; the text is repetitive on purpose, so
+    that a tiny model's loss on it falls within a few dozen steps.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(files):
+        rotated = lines[index % len(lines) :] + lines[: index % len(lines)]
+        text = "\n".join(rotated * repeats) + "\n"
+        (folder / f"text-{index + 1}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+def write_chat_corpus(folder: Path, name: str = "chats.jsonl", repeats: int = 2) -> Path:
+    """Write :data:`CHAT_EXAMPLES` (``repeats`` times) as a .jsonl file of ``messages``; return
+    the file."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        json.dumps({"messages": [{"role": r, "content": c} for r, c in example]})
+        for example in CHAT_EXAMPLES * repeats
+    ]
+    path = folder / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
