@@ -9,6 +9,7 @@
     aigc-studio regenerate ARTIFACT [--out DIR] [--allow-other-version] [--json]
     aigc-studio plugins [--json]
     aigc-studio plugins new NAME [--kind generator|trainer] [--dir DIR]
+    aigc-studio plugins prefer TASK [GENERATOR_ID | --clear] [--json]
     aigc-studio install SPEC [SPEC ...] [--upgrade] [--editable]
     aigc-studio uninstall NAME [NAME ...] [--yes]
     aigc-studio models [--json]
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -167,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         cmd.add_argument("--json", action="store_true", help="print one JSON document on stdout")
         if name == "plugins":
-            _add_plugins_new(cmd)
+            _add_plugins_subcommands(cmd)
 
     install = sub.add_parser(
         "install",
@@ -205,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_plugins_new(plugins: argparse.ArgumentParser) -> None:
-    """``plugins new``: the scaffold of a plugin package."""
+def _add_plugins_subcommands(plugins: argparse.ArgumentParser) -> None:
+    """``plugins new`` (the scaffold of a plugin package) and ``plugins prefer`` (the generator
+    used for a task that several serve)."""
     from studio.core.scaffold import KINDS, NAME_RULE
 
     sub = plugins.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
@@ -231,6 +233,27 @@ def _add_plugins_new(plugins: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="the folder to write (default: ./studio-NAME); it must not exist or be empty",
     )
+    prefer = sub.add_parser(
+        "prefer",
+        help="show or set the generator used when a task is named and several serve it",
+        description="Show or set your preferred generator for a task: the one used when you name "
+        "the task (aigc-studio generate TASK) and several installed generators serve it. Without "
+        "a preference the studio uses a built-in generator, else the plugin installed first. "
+        "With TASK alone, show which generator is used now and why.",
+    )
+    prefer.add_argument("task", metavar="TASK", help="a task, e.g. text-to-image")
+    prefer.add_argument(
+        "generator",
+        metavar="GENERATOR_ID",
+        nargs="?",
+        help="the generator to use for TASK (one that serves it)",
+    )
+    prefer.add_argument(
+        "--clear",
+        action="store_true",
+        help="forget the preference for TASK (back to built-in first, then install order)",
+    )
+    prefer.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
 
 # --- entry point -------------------------------------------------------------------------
@@ -444,8 +467,11 @@ def generator_json(cls: type[Generator]) -> dict[str, Any]:
     }
 
 
-def plugins_document(host: PluginHost) -> dict[str, Any]:
-    """The ``plugins --json`` document (schema 1) for a loaded host."""
+def plugins_document(
+    host: PluginHost, preferred: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The ``plugins --json`` document (schema 1) for a loaded host; ``preferred`` is the
+    ``preferred_generators`` setting (its ``tasks`` list shows how each shared task is chosen)."""
     plugins = []
     for info in sorted(host.plugins.values(), key=lambda i: (not i.builtin, i.name)):
         entry = info.to_json()
@@ -464,7 +490,76 @@ def plugins_document(host: PluginHost) -> dict[str, Any]:
             for t in (host.trainers[tid] for tid in info.trainers if tid in host.trainers)
         ]
         plugins.append(entry)
-    return {"schema": JSON_SCHEMA, "plugins": plugins}
+    return {
+        "schema": JSON_SCHEMA,
+        "plugins": plugins,
+        "tasks": shared_tasks(host, preferred or {}),
+    }
+
+
+#: How the generator for a task was chosen (``rule`` in the JSON documents), for people.
+RULE_TEXT = {
+    "preferred": "your preference",
+    "only": "the only one",
+    "builtin": "built-in",
+    "install-order": "installed first",
+}
+
+
+def task_choice(host: PluginHost, task: str, preferred: Mapping[str, str]) -> dict[str, Any]:
+    """How the studio chooses the generator for ``task`` (:meth:`PluginHost.choose_generator`).
+
+    ``generators``: every generator serving it, in the host's order; ``chosen``: the one used
+    now (``None`` when none serves it); ``rule``: why (``preferred``, ``only``, ``builtin``,
+    ``install-order``); ``preferred``: the user's preference, if any; ``warning``: set when
+    that preference cannot be used.
+    """
+    wanted = preferred.get(task)
+    serving = [g.id for g in host.generators_for(task)]
+    entry: dict[str, Any] = {
+        "task": task,
+        "generators": serving,
+        "chosen": None,
+        "rule": None,
+        "preferred": wanted,
+        "warning": None,
+    }
+    if not serving:
+        entry["warning"] = (
+            f"preferred generator {wanted!r} for {task!r} (setting preferred_generators): no "
+            f"installed generator serves {task!r}; clear it with '{PROG} plugins prefer {task} "
+            "--clear'"
+        )
+        return entry
+    choice = host.choose_generator(task, preferred)
+    chosen = choice.generator.id
+    if chosen == wanted:
+        rule = "preferred"
+    elif len(serving) == 1:
+        rule = "only"
+    else:
+        rule = "builtin" if host.owner[chosen].builtin else "install-order"
+    entry.update(chosen=chosen, rule=rule, warning=choice.warning)
+    return entry
+
+
+def shared_tasks(host: PluginHost, preferred: Mapping[str, str]) -> list[dict[str, Any]]:
+    """:func:`task_choice` for every task several generators serve or a preference names."""
+    counts: dict[str, int] = {}
+    for cls in host.generators.values():
+        counts[cls.task] = counts.get(cls.task, 0) + 1
+    tasks = {t for t, n in counts.items() if n > 1} | set(preferred)
+    return [task_choice(host, task, preferred) for task in sorted(tasks)]
+
+
+def _choice_line(entry: dict[str, Any]) -> str:
+    """``text-to-image: sketch (your preference; serving: fake-image, sketch)``."""
+    if entry["chosen"] is None:
+        return f"{entry['task']}: no installed generator serves it"
+    return (
+        f"{entry['task']}: {entry['chosen']} ({RULE_TEXT[entry['rule']]}; serving: "
+        f"{', '.join(entry['generators'])})"
+    )
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -473,10 +568,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     The listing goes to stdout; each load error also goes to stderr as an error line. The
     listing succeeded, so the exit code is 0 even then (``STUDIO_STRICT_PLUGINS=1`` fails).
     """
-    if getattr(args, "plugins_command", None) == "new":
+    command = getattr(args, "plugins_command", None)
+    if command == "new":
         return cmd_plugins_new(args)
+    if command == "prefer":
+        return cmd_plugins_prefer(args)
+    from studio.core.studio import Studio
+
     host = load_plugin_host()
-    document = plugins_document(host)
+    document = plugins_document(host, Studio.saved_settings().preferred_generators)
     if args.json:
         _print_json(document)
         return EXIT_OK
@@ -499,7 +599,24 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         if rows:
             out.write("  trainers:\n")
             out.write(_table(["id", "modality", "base model"], rows, indent=4))
+    if document["tasks"]:
+        out.write(
+            f"which generator serves a task ('{PROG} plugins prefer TASK GENERATOR_ID' chooses):\n"
+        )
+        rows = [
+            [
+                t["task"],
+                t["chosen"] or "-",
+                RULE_TEXT.get(t["rule"], "-"),
+                ", ".join(t["generators"]),
+            ]
+            for t in document["tasks"]
+        ]
+        out.write(_table(["task", "uses", "because", "serving"], rows, indent=2))
     out.flush()
+    for task in document["tasks"]:
+        if task["warning"]:
+            print(f"{PROG}: warning: {task['warning']}", file=sys.stderr, flush=True)
     for info in failed_plugins(host):
         _err(f"plugin {info.name!r} {info.error}")
     if failed_plugins(host):
@@ -539,6 +656,49 @@ def cmd_plugins_new(args: argparse.Namespace) -> int:
         f"  {PROG} plugins",
     ]
     print("\n".join(steps), file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+def cmd_plugins_prefer(args: argparse.Namespace) -> int:
+    """``aigc-studio plugins prefer TASK [GENERATOR_ID | --clear]``: show, set or clear the
+    preferred generator for a task (saved with :meth:`Studio.set_preferred_generator`)."""
+    from studio.core.studio import Studio
+
+    if args.generator is not None and args.clear:
+        raise CliUsageError("give GENERATOR_ID or --clear, not both")
+    if args.generator is None and not args.clear:  # show: read only, no Studio opened
+        host = load_plugin_host()
+        preferred = Studio.saved_settings().preferred_generators
+        with _hinted_errors(host):
+            if not host.generators_for(args.task) and args.task not in preferred:
+                tasks = sorted({g.task for g in host.generators.values()})
+                known = host.generators.get(args.task)
+                hint = (
+                    f" ({args.task!r} is a generator id; its task is {known.task!r})"
+                    if known
+                    else ""
+                )
+                raise CliUsageError(
+                    f"no installed generator serves the task {args.task!r}{hint}; tasks: "
+                    f"{', '.join(tasks) or '(none)'}"
+                )
+        entry = task_choice(host, args.task, preferred)
+    else:
+        with open_studio(start_workers=False) as studio:
+            host = studio.plugins
+            with _hinted_errors(host):
+                settings = studio.set_preferred_generator(
+                    args.task, None if args.clear else args.generator
+                )
+            entry = task_choice(host, args.task, settings.preferred_generators)
+    if args.json:
+        _print_json({"schema": JSON_SCHEMA, **entry})
+        return EXIT_OK
+    hint_failed_plugins(host)
+    if entry["warning"]:
+        print(f"{PROG}: warning: {entry['warning']}", file=sys.stderr, flush=True)
+    sys.stdout.write(_choice_line(entry) + "\n")
+    sys.stdout.flush()
     return EXIT_OK
 
 
@@ -801,10 +961,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
                     f"generator {cls.id!r} uses no model: remove --model {request.model}"
                 )
             parent = _resolve_parent(studio, request.parent)
-            request = request.model_copy(update={"parent": parent})
+            named = request.generator
+            # the request carries the chosen id: a task name would resolve without the preference
+            request = request.model_copy(update={"generator": cls.id, "parent": parent})
             studio.prepare(request)
         hint_failed_plugins(studio.plugins, quiet=args.json)
-        say_which_generator(choice, request.generator, quiet=args.json)
+        say_which_generator(choice, named, quiet=args.json)
         studio.start(adopt_queue=False)  # a one-shot command runs only its own job
         return run_job(studio, lambda: studio.submit(request), as_json=args.json)
 

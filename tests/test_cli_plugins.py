@@ -257,3 +257,101 @@ def test_model_free_generator_refuses_model_and_records_none(
     assert main(["regenerate", artifact["path"], "--json"]) == 0
     [again] = json.loads(capsys.readouterr().out)["artifacts"]
     assert again["recipe"]["model"] is None and again["recipe"]["seed"] == 5
+
+
+# --- plugins prefer -------------------------------------------------------------------------
+
+
+def stored_preferences(home: Path) -> dict[str, str]:
+    from studio.core.studio import Studio
+
+    return Studio.saved_settings(home).preferred_generators
+
+
+def test_plugins_prefer_sets_shows_and_clears_the_generator_of_a_task(
+    plugins: dict, studio_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # without a preference: the one installed first of the two serving text-to-image (both
+    # distributions are written within the test: either may be first)
+    assert main(["plugins", "prefer", "text-to-image", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert sorted(first["generators"]) == ["fake-image", "sketch"]
+    assert first["chosen"] == first["generators"][0] and first["rule"] == "install-order"
+    assert first["preferred"] is None and first["warning"] is None
+    serving = ", ".join(first["generators"])
+    default, other = first["generators"]
+    assert main(["plugins", "prefer", "text-to-image", other]) == 0
+    out, _ = capsys.readouterr()
+    assert out == f"text-to-image: {other} (your preference; serving: {serving})\n"
+    assert stored_preferences(studio_home) == {"text-to-image": other}
+    # the listing shows it, and generating by task name follows it
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "prefer TASK GENERATOR_ID' chooses):\n" in out
+    [row] = [line for line in out.splitlines() if line.startswith("  text-to-image ")]
+    assert row.split()[:2] == ["text-to-image", other] and "your preference" in row
+    assert main(["plugins", "--json"]) == 0
+    [task] = json.loads(capsys.readouterr().out)["tasks"]
+    assert task["task"] == "text-to-image" and task["chosen"] == other
+    assert task["rule"] == "preferred" and task["preferred"] == other
+    assert main(["generate", "text-to-image", "--prompt", "fox", "--json"]) == 0
+    [artifact] = json.loads(capsys.readouterr().out)["artifacts"]
+    assert artifact["recipe"]["generator"] == other
+    # cleared: back to the rule; clearing again changes nothing
+    for _ in range(2):
+        assert main(["plugins", "prefer", "text-to-image", "--clear"]) == 0
+        out, _ = capsys.readouterr()
+        assert out == f"text-to-image: {default} (installed first; serving: {serving})\n"
+        assert stored_preferences(studio_home) == {}
+
+
+def test_plugins_prefer_refuses_what_cannot_serve_the_task(
+    plugins: dict, studio_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refusals = {
+        ("text-to-image", "fake-text"): "generator 'fake-text' serves 'text-generation', not "
+        "'text-to-image'; serving 'text-to-image': fake-image, sketch",
+        ("text-to-image", "nope"): "no generator has the id 'nope'; serving 'text-to-image': "
+        "fake-image, sketch",
+        ("text-to-svg", "sketch"): "no installed generator serves the task 'text-to-svg'; "
+        "tasks: fail, noop, text-generation, text-to-image",
+        ("fake-image", "sketch"): "'fake-image' is a generator id; its task is 'text-to-image'",
+    }
+    for (task, generator), expected in refusals.items():
+        assert main(["plugins", "prefer", task, generator]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and expected in one_error_line(err), err
+    assert main(["plugins", "prefer", "text-to-svg"]) == 2  # showing an unknown task too
+    assert "no installed generator serves the task 'text-to-svg'" in capsys.readouterr().err
+    assert main(["plugins", "prefer", "text-to-image", "sketch", "--clear"]) == 2
+    assert "give GENERATOR_ID or --clear, not both" in capsys.readouterr().err
+    assert stored_preferences(studio_home) == {}
+
+
+def test_a_preference_that_cannot_be_used_is_shown_and_can_be_cleared(
+    plugins: dict, studio_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from studio.core.settings import Settings
+    from studio.core.store import Store
+
+    studio_home.mkdir(parents=True, exist_ok=True)
+    store = Store(studio_home / "studio.sqlite3")
+    # an uninstalled plugin's generator, and a task nothing serves any more
+    store.save_settings(
+        Settings(preferred_generators={"text-to-image": "gone", "text-to-svg": "gone.svg"})
+    )
+    store.close()
+    assert main(["plugins"]) == 0
+    out, err = capsys.readouterr()
+    rows = {
+        line.split()[0]: line.split()[1] for line in out.splitlines() if line.startswith("  text-")
+    }
+    assert rows == {"text-to-image": "fake-image", "text-to-svg": "-"}
+    warnings = [line for line in err.splitlines() if line.startswith("aigc-studio: warning: ")]
+    assert len(warnings) == 2
+    assert "preferred generator 'gone' for 'text-to-image'" in warnings[0]
+    assert "no installed generator serves 'text-to-svg'" in warnings[1]
+    assert "plugins prefer text-to-svg --clear" in warnings[1]
+    assert main(["plugins", "prefer", "text-to-svg", "--clear"]) == 0
+    assert capsys.readouterr().out == "text-to-svg: no installed generator serves it\n"
+    assert stored_preferences(studio_home) == {"text-to-image": "gone"}

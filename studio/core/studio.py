@@ -912,6 +912,43 @@ class Studio:
         self.settings = settings
         self._apply_budgets()
 
+    def set_preferred_generator(self, task: str, generator_id: str | None) -> Settings:
+        """Save the generator the user prefers for ``task`` (``None`` clears the preference);
+        the other settings stay as they are. Returns the saved settings.
+
+        The preference is what :meth:`PluginHost.choose_generator` follows when a task is named
+        and several generators serve it. Clearing is allowed for a task no installed generator
+        serves any more (its plugin may be gone), as long as a preference for it is stored.
+
+        :raises InvalidRequest: no installed generator serves ``task``; no generator has the id
+            ``generator_id``; or it serves another task. The message says what is allowed.
+        """
+        preferred = dict(self.settings.preferred_generators)
+        serving = [g.id for g in self.plugins.generators_for(task)]
+        if not serving and not (generator_id is None and task in preferred):
+            tasks = sorted({g.task for g in self.plugins.generators.values()})
+            known = self.plugins.generators.get(task)
+            hint = f" ({task!r} is a generator id; its task is {known.task!r})" if known else ""
+            raise InvalidRequest(
+                f"no installed generator serves the task {task!r}{hint}; tasks: "
+                f"{', '.join(tasks) or '(none)'}"
+            )
+        if generator_id is None:
+            preferred.pop(task, None)
+        elif generator_id not in serving:
+            other = self.plugins.generators.get(generator_id)
+            problem = (
+                f"no generator has the id {generator_id!r}"
+                if other is None
+                else f"generator {generator_id!r} serves {other.task!r}, not {task!r}"
+            )
+            raise InvalidRequest(f"{problem}; serving {task!r}: {', '.join(serving)}")
+        else:
+            preferred[task] = generator_id
+        settings = self.settings.model_copy(update={"preferred_generators": preferred})
+        self.save_settings(settings)
+        return settings
+
     def _on_device(self, device: str) -> None:
         """On the worker thread, once the device is known: derive the cache budgets."""
         self._device_total = devices.device_memory_total(device)
