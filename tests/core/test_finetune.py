@@ -470,3 +470,183 @@ def test_export_removes_a_written_file_that_is_not_finite(tmp_path: Path) -> Non
     with pytest.raises(TrainingFailed, match="non-finite values"):
         loop.export(tmp_path / "out", bad_writer)
     assert not (tmp_path / "out" / "a.safetensors").exists()
+
+
+# --- several processes ------------------------------------------------------------------------
+
+DDP_SCRIPT = """
+import json, os, sys
+from pathlib import Path
+
+sys.path.insert(0, sys.argv[1])
+import torch
+
+torch.set_num_threads(1)
+from studio.core.errors import Cancelled
+from test_finetune import make_loop, settings, trained
+
+root, mode = Path(sys.argv[2]), sys.argv[3]
+calls = {"n": 0}
+
+
+def stop_before_step_7():
+    calls["n"] += 1
+    if mode == "stop" and calls["n"] == 7:
+        raise Cancelled()
+
+
+loop = make_loop(root, settings=settings(steps=8, batch_size=2), on_boundary=stop_before_step_7)
+try:
+    events = list(loop.run())
+except Cancelled:
+    sys.exit(0)
+weights = trained(loop, root / "out")  # written by the main process, read back by each
+rank = int(os.environ["RANK"])
+mine = {n: p.detach() for n, p in loop.model.named_parameters() if p.requires_grad}
+report = {
+    "world": loop.world,
+    "resumed_from": loop.result.resumed_from,
+    "losses": {e.step: e.loss for e in events if type(e).__name__ == "TrainStep"},
+    "weights": {n: t.flatten().tolist() for n, t in weights.items()},
+    "same_as_written": all(torch.equal(mine[n], weights[n]) for n in weights),
+}
+(root / f"rank{rank}.json").write_text(json.dumps(report))
+"""
+
+
+def _torchrun(script: Path, root: Path, mode: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run(
+        [*command, str(Path(__file__).parent), str(root), mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_two_processes_train_one_adapter_and_resume_exactly(tmp_path: Path) -> None:
+    """Under torchrun (2 processes, gloo on the CPU): each process takes its shard, only the
+    main one writes, every process's RNGs are in the checkpoint, and a stopped run resumes to
+    the uninterrupted run's adapter exactly."""
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT, encoding="utf-8")
+    whole, parted = tmp_path / "whole", tmp_path / "parted"
+    _torchrun(script, whole, "whole")
+    _torchrun(script, parted, "stop")
+    store = CheckpointStore(parted / "checkpoints")
+    latest = store.latest()
+    assert latest is not None and store.step_of(latest) == 4
+    state = json.loads((latest / STATE_FILE).read_text())
+    assert len(state["rng"]) == 2 and state["fingerprint"]["loop"]["processes"] == 2
+    _torchrun(script, parted, "resume")
+    reports = {
+        name: [json.loads((root / f"rank{r}.json").read_text()) for r in (0, 1)]
+        for name, root in (("whole", whole), ("parted", parted))
+    }
+    first = reports["whole"][0]
+    assert first["world"] == 2 and first["resumed_from"] is None
+    assert sorted(map(int, first["losses"])) == list(range(1, 9))
+    for report in reports["whole"] + reports["parted"]:
+        assert report["same_as_written"], "a process holds other weights than the adapter"
+        assert report["weights"] == first["weights"]
+    resumed = reports["parted"][0]
+    assert resumed["resumed_from"] == 4
+    assert resumed["losses"] == {k: v for k, v in first["losses"].items() if int(k) > 4}
+    assert all(math.isfinite(x) for values in first["weights"].values() for x in values)
+
+
+# --- killed processes -------------------------------------------------------------------------
+
+KILL_SCRIPT = """
+import json, os, signal, sys
+from pathlib import Path
+
+sys.path.insert(0, sys.argv[1])
+import torch
+
+torch.set_num_threads(1)
+from test_finetune import make_loop, trained
+
+root, mode = Path(sys.argv[2]), sys.argv[3]
+calls = {"n": 0}
+
+
+def boundary():
+    calls["n"] += 1
+    if mode == "kill-step" and calls["n"] == 7:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+loop = make_loop(root, on_boundary=boundary)
+if mode == "kill-write":
+    store = loop.ctx.checkpoints
+    save = store.save
+
+    def dying_save(step, write, meta=None):
+        def write_then_die(folder):
+            write(folder)
+            if step == 8:  # the files are written, the marker is not: killed mid-checkpoint
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        return save(step, write_then_die, meta)
+
+    store.save = dying_save
+events = list(loop.run())
+weights = trained(loop, root / "out")
+(root / "report.json").write_text(json.dumps({
+    "resumed_from": loop.result.resumed_from,
+    "losses": {e.step: e.loss for e in events if type(e).__name__ == "TrainStep"},
+    "weights": {n: t.flatten().tolist() for n, t in weights.items()},
+}))
+"""
+
+
+def _python(script: Path, root: Path, mode: str) -> int:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(script), str(Path(__file__).parent), str(root), mode],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode not in (0, -9):
+        raise AssertionError(done.stdout[-3000:] + done.stderr[-3000:])
+    return done.returncode
+
+
+def test_killed_at_a_step_or_mid_checkpoint_resumes_to_the_same_adapter(tmp_path: Path) -> None:
+    """SIGKILL between two steps, and while a checkpoint's files are written (before its
+    marker): the next run resumes from the newest complete checkpoint and ends with the adapter
+    of the run never killed, bit for bit."""
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT, encoding="utf-8")
+    whole = tmp_path / "whole"
+    assert _python(script, whole, "whole") == 0
+    expected = json.loads((whole / "report.json").read_text())
+    for mode in ("kill-step", "kill-write"):
+        root = tmp_path / mode
+        assert _python(script, root, mode) == -9
+        assert not (root / "report.json").exists()
+        store = CheckpointStore(root / "checkpoints")
+        latest = store.latest()
+        assert latest is not None and store.step_of(latest) == 4, mode
+        if mode == "kill-write":
+            assert list((root / "checkpoints").glob(".tmp-step-00000008-*")), "no half checkpoint"
+        assert _python(script, root, "resume") == 0
+        report = json.loads((root / "report.json").read_text())
+        assert report["resumed_from"] == 4, mode
+        assert report["losses"] == {k: v for k, v in expected["losses"].items() if int(k) > 4}
+        assert report["weights"] == expected["weights"], mode
+        assert not list((root / "checkpoints").glob(".tmp-*")), "the half checkpoint stayed"
