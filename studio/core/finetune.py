@@ -485,10 +485,8 @@ class FineTuneLoop:
         acc = getattr(self, "accelerator", None)
         if acc is None:
             return
-        if self.settings.gradient_checkpointing and getattr(self, "prepared", None) is not None:
-            disable = getattr(self._unwrapped(), "gradient_checkpointing_disable", None)
-            if callable(disable):
-                disable()
+        if self.settings.gradient_checkpointing and self.prepared is not None:
+            _disable_gradient_checkpointing(self._unwrapped())
         with contextlib.suppress(Exception):
             acc.free_memory()
         self.prepared = None
@@ -1035,14 +1033,27 @@ def _accelerator(device: str, mixed_precision: str) -> Any:
 
 
 def _enable_gradient_checkpointing(model: Any) -> None:
+    # non-reentrant checkpointing needs no input gradients and keeps dropout's RNG exact
+    kwargs = {"use_reentrant": False}
+    enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.2x
+    if callable(enable):
+        enable(activation_checkpointing_kwargs=kwargs)
+        return
     enable = getattr(model, "gradient_checkpointing_enable", None)
     if not callable(enable):
         raise InvalidRequest(
             f"gradient checkpointing: the model ({type(model).__name__}) does not support it; "
             "turn gradient_checkpointing off"
         )
-    # non-reentrant checkpointing needs no input gradients and keeps dropout's RNG exact
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def _disable_gradient_checkpointing(model: Any) -> None:
+    for name in ("activation_checkpointing_disable", "gradient_checkpointing_disable"):
+        disable = getattr(model, name, None)
+        if callable(disable):
+            disable()
+            return
 
 
 def _seed_everything(seed: int) -> None:

@@ -383,7 +383,9 @@ def test_the_cached_base_model_is_left_clean(
 ) -> None:
     from studio_text.adapters import has_adapters
 
-    run_trainer(TextLoraTrainer, corpus, studio_app, options=FAST, base_model=str(models["gpt2"]))
+    options = {**FAST, "gradient_checkpointing": True}
+    base = str(models["gpt2"])
+    run_trainer(TextLoraTrainer, corpus, studio_app, options=options, base_model=base)
     entries = [e for e in studio_app.cache.stats().entries if e.key.kind == TRAIN_KIND]
     assert len(entries) == 1 and entries[0].pins == 0
 
@@ -395,6 +397,24 @@ def test_the_cached_base_model_is_left_clean(
         assert not model.training
         assert not any(p.requires_grad for p in model.parameters())
         assert not getattr(model, "is_gradient_checkpointing", False)
+
+
+def test_gradient_checkpointing_saves_memory_not_results(
+    studio_app: Studio, models: dict[str, Path], corpus: Path
+) -> None:
+    """Non-reentrant checkpointing recomputes with the same dropout masks: the same adapter."""
+    adapters = [
+        run_trainer(
+            TextLoraTrainer,
+            corpus,
+            studio_app,
+            options={**FAST, "steps": 3, "gradient_checkpointing": on},
+            base_model=str(models["llama"]),
+        )[1][0]
+        for on in (False, True)
+    ]
+    weights = [adapter_content(Path(a.path) / "adapter_model.safetensors") for a in adapters]
+    assert weights[0] == weights[1]
 
 
 # --- identity after interruptions ------------------------------------------------------------
