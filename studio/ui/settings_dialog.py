@@ -1,5 +1,6 @@
 """The settings dialog: the form is built from the Settings model by the same builder as every
-generator's options; saving goes through ``Studio.save_settings``."""
+generator's options, plus the preferred generator of each task several generators serve; saving
+goes through ``Studio.save_settings``."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
+    QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -31,8 +35,8 @@ from studio.ui.options_form import OptionsForm
 if TYPE_CHECKING:
     from studio.core.studio import Studio
 
-#: Managed elsewhere: the plugins panel toggles plugins one by one; preferred generators (a
-#: task -> id mapping the form cannot edit) are kept as they are.
+#: Not in the form: the plugins panel toggles plugins one by one; preferred generators (a
+#: task -> id mapping) have their own section, :class:`PreferredGenerators`.
 EXCLUDED = ("disabled_plugins", "preferred_generators")
 PICKLE_WARNING = (
     "Pickle-based weights (.bin, .ckpt, .pt, .pth) can run arbitrary code on this computer when "
@@ -50,6 +54,77 @@ def ask_pickle(parent: QWidget, refs: list[str]) -> bool:
         QMessageBox.StandardButton.No,
     )
     return answer == QMessageBox.StandardButton.Yes
+
+
+class PreferredGenerators(QGroupBox):
+    """One drop-down list per task that several generators serve: *Automatic* (the studio's
+    rule: a built-in generator, else the plugin installed first) or one of those generators.
+
+    Hidden when every task has one generator. A stored preference this section does not list
+    (a task served by one generator, or by none any more) is kept as it is.
+    """
+
+    def __init__(self, studio: Studio, parent: QWidget | None = None) -> None:
+        super().__init__("Preferred generators", parent)
+        self.studio = studio
+        #: task -> its drop-down list (item data: a generator id, ``None`` for automatic)
+        self.combos: dict[str, QComboBox] = {}
+        host = studio.plugins
+        preferred = studio.settings.preferred_generators
+        tasks = sorted({g.task for g in host.generators.values()})
+        hint = QLabel(
+            "When several generators serve a task, the one used when the task is named (as in "
+            "aigc-studio generate text-to-image). Automatic: a built-in generator, else the "
+            "plugin installed first."
+        )
+        hint.setObjectName("hint")
+        hint.setWordWrap(True)
+        form = QFormLayout(self)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        form.addRow(hint)
+        for task in tasks:
+            serving = host.generators_for(task)
+            if len(serving) < 2:
+                continue
+            first = serving[0]
+            rule = "built-in" if host.plugin_of(first.id).builtin else "installed first"
+            combo = QComboBox()
+            combo.addItem(f"Automatic: {first.name} ({rule})", None)
+            for gen in serving:
+                combo.addItem(f"{gen.name} ({gen.id})", gen.id)
+                combo.setItemData(
+                    combo.count() - 1,
+                    f"{gen.id} · plugin {host.plugin_of(gen.id).name}\n{gen.description}".strip(),
+                    Qt.ItemDataRole.ToolTipRole,
+                )
+            wanted = preferred.get(task)
+            if wanted:
+                index = combo.findData(wanted)
+                if index < 0:  # its plugin is gone or disabled: kept (and unused) until changed
+                    other = host.generators.get(wanted)
+                    why = f"serves {other.task}" if other else "not installed"
+                    combo.addItem(f"{wanted} ({why}: automatic is used)", wanted)
+                    index = combo.count() - 1
+                combo.setCurrentIndex(index)
+            combo.setToolTip(f"The generator used for {task} when the task is named.")
+            label = QLabel(task)
+            label.setBuddy(combo)
+            label.setToolTip(combo.toolTip())
+            form.addRow(label, combo)
+            self.combos[task] = combo
+        self.setVisible(bool(self.combos))
+
+    def values(self) -> dict[str, str]:
+        """The ``preferred_generators`` setting as edited here (tasks not listed keep theirs)."""
+        result = dict(self.studio.settings.preferred_generators)
+        for task, combo in self.combos.items():
+            generator_id = combo.currentData()
+            if generator_id:
+                result[task] = generator_id
+            else:
+                result.pop(task, None)
+        return result
 
 
 class SettingsWidget(QWidget):
@@ -91,6 +166,7 @@ class SettingsWidget(QWidget):
         self.form = OptionsForm(
             Settings, exclude=EXCLUDED, values=studio.settings.model_dump(exclude=set(EXCLUDED))
         )
+        self.preferred = PreferredGenerators(studio)
         self.error = QLabel()
         self.error.setObjectName("fieldError")
         self.error.setWordWrap(True)
@@ -99,6 +175,7 @@ class SettingsWidget(QWidget):
         layout.addLayout(home_row)
         layout.addWidget(self.home_note)
         layout.addWidget(self.form)
+        layout.addWidget(self.preferred)
         layout.addWidget(self.error)
         layout.addStretch(1)
 
@@ -120,6 +197,7 @@ class SettingsWidget(QWidget):
             return None
         data = self.studio.settings.model_dump()
         data.update(model.model_dump(exclude=set(EXCLUDED)))
+        data["preferred_generators"] = self.preferred.values()
         return Settings.model_validate(data)
 
 
@@ -152,8 +230,8 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         self.buttons = buttons
         note = QLabel(
-            "Budgets, the output folder and the theme apply at once; the device, CPU threads "
-            "and the studio home on restart."
+            "Budgets, the output folder, the theme and preferred generators apply at once; the "
+            "device, CPU threads and the studio home on restart."
         )
         note.setObjectName("hint")
         layout = QVBoxLayout(self)
