@@ -47,6 +47,8 @@ ID_ROLE = Qt.ItemDataRole.UserRole + 1
 MODALITY_TITLES = {"image": "Images", "text": "Text", "audio": "Audio"}
 PROMPT_HINT = "Describe what to make…  (Ctrl+Enter generates)"
 OPTIONAL_PROMPT_HINT = "Optional: describe what to make, or leave it empty…  (Ctrl+Enter generates)"
+#: the task whose generator is shown first (what most people start with)
+FIRST_TASK = "text-to-image"
 
 
 def uses_model(gen: type[Generator]) -> bool:
@@ -63,6 +65,8 @@ class GeneratorPicker(QComboBox):
         self.setModel(self._model)
         self.setMinimumContentsLength(20)
         self.tasks: dict[str, str] = {}
+        #: the generator shown when nothing was chosen before (see :meth:`_first_selectable`)
+        self.first_choice: str | None = None
 
     def populate(self, generators: list[type[Generator]]) -> None:
         keep = self.generator_id()
@@ -93,10 +97,13 @@ class GeneratorPicker(QComboBox):
             self._first_selectable()
 
     def _first_selectable(self) -> None:
-        """Text to image if there is one (what most people start with), else the first."""
+        """``first_choice`` if listed, else text to image if there is one (what most people
+        start with), else the first."""
+        if self.select(self.first_choice):
+            return
         ids = [(i, self.itemData(i, ID_ROLE)) for i in range(self.count())]
         ids = [(i, gid) for i, gid in ids if gid]
-        preferred = [i for i, gid in ids if self.tasks.get(gid) == "text-to-image"]
+        preferred = [i for i, gid in ids if self.tasks.get(gid) == FIRST_TASK]
         self.setCurrentIndex(preferred[0] if preferred else ids[0][0] if ids else -1)
 
     def generator_id(self) -> str | None:
@@ -281,12 +288,25 @@ class GeneratePanel(QWidget):
     def set_generators(self, generators: list[type[Generator]], prefer: str | None = None) -> None:
         """List ``generators``; choose ``prefer`` if it is one of them (else keep the choice)."""
         self.generators = {g.id: g for g in generators}
+        self.picker.first_choice = self._first_choice()
         self.picker.blockSignals(True)
         self.picker.populate(generators)
         if isinstance(prefer, str):
             self.picker.select(prefer)
         self.picker.blockSignals(False)
         self._generator_chosen()
+
+    def _first_choice(self) -> str | None:
+        """The generator the studio uses for text to image, the first one shown when nothing was
+        chosen before: the user's preferred one (Settings), else a built-in, else the plugin
+        installed first."""
+        try:
+            choice = self.studio.plugins.choose_generator(
+                FIRST_TASK, self.studio.settings.preferred_generators
+            )
+        except InvalidRequest:  # nothing serves it
+            return None
+        return choice.generator.id
 
     def select_generator(self, generator_id: str) -> bool:
         ok = self.picker.select(generator_id)
