@@ -535,12 +535,20 @@ class FineTuneLoop:
         assert store is not None
         latest = store.latest()
         if latest is not None:
-            self._restore(self._read(latest), check=True)
+            snapshot = self._read(latest)
+            self._restore(snapshot, check=True)
             self.result.resumed_from = c.step
             yield Note(
                 f"resumed from the checkpoint of step {c.step} (epoch {c.epoch + 1}, example "
                 f"{c.index} of {self.order.size} in its order)"
             )
+            changed = _environment_changes(snapshot.state.get("environment") or {})
+            if changed:
+                yield Note(
+                    f"resumed with {changed}: the result may differ in its last digits from a "
+                    "run never interrupted",
+                    level="warning",
+                )
         else:
             _seed_everything(s.seed)
             if self.validation_examples:
@@ -815,7 +823,6 @@ class FineTuneLoop:
 
     def _capture(self) -> _Snapshot:
         """The whole state now, in memory (every process takes part: the RNGs are gathered)."""
-        torch = _torch()
         self.c.epoch, self.c.index = self.order.epoch, self.order.index
         files: dict[str, dict[str, Any]] = {
             TRAINABLE_FILE: {n: _cpu(t) for n, t in self._trainable().items()}
@@ -839,7 +846,7 @@ class FineTuneLoop:
             "scheduler": _jsonable(self.scheduler.state_dict()),
             "scaler": _jsonable(scaler.state_dict()) if scaler is not None else None,
             "rng": rng_state,
-            "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()},
+            "environment": _environment(),
         }
         return _Snapshot(files, state)
 
@@ -946,6 +953,23 @@ def _torch() -> Any:
     import torch
 
     return torch
+
+
+def _environment() -> dict[str, Any]:
+    """What else decides the last digits of a result: torch's version and CPU threads."""
+    torch = _torch()
+    return {"torch": str(torch.__version__), "threads": int(torch.get_num_threads())}
+
+
+def _environment_changes(saved: Mapping[str, Any]) -> str:
+    """``""``, or what differs between ``saved`` and now (for a warning on resume)."""
+    now = _environment()
+    parts = [
+        f"{'CPU threads' if key == 'threads' else key} {now[key]} (the checkpoint's: {saved[key]})"
+        for key in ("torch", "threads")
+        if key in saved and saved[key] != now[key]
+    ]
+    return " and ".join(parts)
 
 
 def _adamw(params: list[Any], settings: LoopSettings) -> Any:

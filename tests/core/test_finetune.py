@@ -316,6 +316,22 @@ def test_stopped_and_resumed_equals_uninterrupted(
     assert same_tensors(trained(resumed, tmp_path / "out"), weights)
 
 
+def test_a_resume_with_other_threads_warns(tmp_path: Path) -> None:
+    with pytest.raises(Cancelled):
+        drain(make_loop(tmp_path, on_boundary=_stop_at(6)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(before + 1)
+    try:
+        events = drain(make_loop(tmp_path))
+    finally:
+        torch.set_num_threads(before)
+    warnings = [e.message for e in events if isinstance(e, Note) and e.level == "warning"]
+    assert warnings == [
+        f"resumed with CPU threads {before + 1} (the checkpoint's: {before}): the result may "
+        "differ in its last digits from a run never interrupted"
+    ]
+
+
 def test_randomness_at_a_step_boundary_leaves_no_trace(
     tmp_path: Path, reference: tuple[dict[str, Any], dict[int, float]]
 ) -> None:
