@@ -232,7 +232,7 @@ def test_the_cli_says_which_generator_serves_a_task(
     assert match, said
     chosen, reason = match.groups()
     other = {"fake-image": "sketch", "sketch": "fake-image"}[chosen]
-    assert other in reason and "preferred_generators" in reason
+    assert other in reason and "aigc-studio plugins prefer" in reason
     [path] = out.splitlines()
     from studio.core.artifacts import read_recipe
 

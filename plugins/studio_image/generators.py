@@ -33,13 +33,13 @@ from studio import (
     PluginEvent,
     Progress,
     Result,
+    human_size,
     quiet_model_loading,
 )
 from studio_image import images as imageio
 from studio_image.families import model_defaults, steps_hint
 from studio_image.loading import (
     check_weights,
-    describe_size,
     make_loader,
     needs_offload,
     read_header,
@@ -167,7 +167,7 @@ class _DiffusersImageGenerator(Generator):
             offload = needs_offload(summary, dtype_name, ctx.device, ctx.cache.fits)
             if offload:
                 yield Note(
-                    f"the model needs about {describe_size(summary.bytes_as(dtype_name))}, more "
+                    f"the model needs about {human_size(summary.bytes_as(dtype_name))}, more "
                     "than the GPU budget allows: it runs with model CPU offload (slower)",
                     "warning",
                 )

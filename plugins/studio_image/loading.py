@@ -48,7 +48,6 @@ _BYTES = {
     "F8_E5M2": 1,
 }
 _FLOATS = {"F64", "F32", "F16", "BF16"}
-_MB = 1024 * 1024
 
 #: single-file model type (diffusers' inference from the keys) -> pipeline class
 SINGLE_FILE_PIPELINES = {
@@ -357,7 +356,3 @@ def needs_offload(
     if not device.startswith("cuda"):
         return False
     return not fits(summary.bytes_as(dtype_name), device)
-
-
-def describe_size(n: int) -> str:
-    return f"{n / 1024**3:.1f} GB" if n >= 1024**3 else f"{n / _MB:.0f} MB"

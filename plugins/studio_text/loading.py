@@ -204,25 +204,25 @@ def check_memory(ctx: RunContext, resolved: ResolvedModel, needed: int, dtype: s
     More than the device's whole memory is refused (it cannot load); more than the cache budget
     allows right now proceeds with a warning (other models make way, or the load may fail).
     """
-    from studio import device_memory_total, host_memory_total, is_host
+    from studio import device_memory_total, host_memory_total, human_size, is_host
 
     device = ctx.device
     host = is_host(device)
     total = host_memory_total() if host else device_memory_total(device)
-    gib = needed / 2**30
+    size = human_size(needed)
     if total is not None and needed > total:
         raise InvalidRequest(
-            f"model {resolved.ref!r} needs about {gib:.1f} GiB in {dtype} (weights and context), "
-            f"more than the {total / 2**30:.1f} GiB of {device}: choose a smaller model"
+            f"model {resolved.ref!r} needs about {size} in {dtype} (weights and context), "
+            f"more than the {human_size(total)} of {device}: choose a smaller model"
             + (" or run it on the GPU" if host else "")
         )
     if ctx.cache.fits(needed, device):
         return None
     budget = ctx.cache.host_budget if host else ctx.cache.device_budget
-    budget_text = f"{budget / 2**30:.1f} GiB" if budget is not None else "unlimited"
+    budget_text = human_size(budget) if budget is not None else "unlimited"
     setting = "host_budget_gb" if host else "device_budget_gb"
     return (
-        f"model {resolved.ref!r} needs about {gib:.1f} GiB in {dtype}, more than the model "
+        f"model {resolved.ref!r} needs about {size} in {dtype}, more than the model "
         f"cache has free on {device} (budget {budget_text}, part of it held by models in use); "
         f"trying anyway. Raise `{setting}` in the settings if loading fails."
     )

@@ -114,7 +114,7 @@ class GeneratorChoice:
 
     :param generator: the chosen class.
     :param reason: one sentence for the user, e.g. ``"built-in; also serving text-to-image:
-        my.sketch (set preferred_generators to choose)"``.
+        my.sketch (choose with 'aigc-studio plugins prefer')"``.
     :param candidates: ids of every generator serving the task, in the host's order (the
         chosen one included); just the id when it was asked for by id.
     :param warning: set when the user's preference could not be honoured (its generator is not
@@ -479,7 +479,7 @@ class PluginHost:
             rule = "built-in" if self.owner[first.id].builtin else "installed first"
             reason = (
                 f"{rule}; also serving {task!r}: {', '.join(others)} "
-                "(set preferred_generators to choose)"
+                "(choose with 'aigc-studio plugins prefer')"
             )
         if warning:
             reason = f"{reason}; your preference was not used: {warning}"

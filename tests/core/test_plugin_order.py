@@ -209,7 +209,7 @@ def test_built_ins_come_first_whatever_the_registration_order() -> None:
     assert choice.generator.id == "builtin.paint"
     assert choice.candidates == ("builtin.paint", "early.paint")
     assert choice.reason.startswith("built-in; also serving 'text-to-image': early.paint")
-    assert "preferred_generators" in choice.reason and choice.warning is None
+    assert "aigc-studio plugins prefer" in choice.reason and choice.warning is None
     assert host.find_generator("text-to-image").id == "builtin.paint"
 
 
