@@ -170,7 +170,11 @@ def studio_load_plugins(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture
 def studio_app(studio_home: Path, studio_load_plugins: bool) -> Iterator[Studio]:
-    """An opened studio on ``studio_home`` with the fake test plugin registered; closed after."""
+    """An opened studio on ``studio_home`` with the fake test plugin registered; closed after.
+
+    Installed plugins (yours included) are NOT loaded, so a test sees only what it registers;
+    set ``studio_load_plugins = True`` in the test module to load them through their entry points.
+    """
     from studio.core.studio import Studio
     from studio.testing import fake_plugin
 
