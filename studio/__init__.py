@@ -8,6 +8,15 @@ range it supports (``studio_api = ">=1.0,<2"`` in its module).
 
 from studio.core.background import Emit
 from studio.core.context import RecipeNotes, RunContext, TrainContext
+from studio.core.datasets import (
+    DatasetFile,
+    DatasetManifest,
+    ManifestChanges,
+    ManifestEntry,
+    compare_manifests,
+    ingest_dataset,
+    split_validation,
+)
 from studio.core.devices import (
     default_dtype,
     device_memory_total,
@@ -69,6 +78,8 @@ __all__ = [
     "AudioOutput",
     "BaseOptions",
     "Cancelled",
+    "DatasetFile",
+    "DatasetManifest",
     "Emit",
     "FineTuneLoop",
     "GenerationRequest",
@@ -80,6 +91,8 @@ __all__ = [
     "LoopResult",
     "LoopSettings",
     "LoraSpec",
+    "ManifestChanges",
+    "ManifestEntry",
     "Modality",
     "ModelNotFound",
     "Note",
@@ -105,6 +118,7 @@ __all__ = [
     "TrainingRun",
     "UnsafeWeightsError",
     "__version__",
+    "compare_manifests",
     "default_dtype",
     "device_memory_total",
     "empty_device_caches",
@@ -112,6 +126,7 @@ __all__ = [
     "host_memory_total",
     "hub_cache_dir",
     "human_size",
+    "ingest_dataset",
     "is_host",
     "is_out_of_memory",
     "locate_model",
@@ -119,6 +134,7 @@ __all__ = [
     "quiet_model_loading",
     "run_fingerprint",
     "sha256_file",
+    "split_validation",
     "steps_for_epochs",
     "torch_dtype",
 ]

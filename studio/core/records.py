@@ -7,6 +7,7 @@ from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Any
 
+from studio.core.datasets import DatasetManifest
 from studio.core.events import JobState
 
 
@@ -137,4 +138,49 @@ class ModelEntry:
             "kind": self.kind,
             "licence": self.licence,
             "name": self.name,
+        }
+
+
+@dataclass
+class DatasetRecord:
+    """A dataset in the studio's library: a folder of files as a training used them.
+
+    One record per folder and manifest: the same folder with other files is another record (the
+    adapters trained on the old files keep pointing at theirs). ``name`` defaults to the folder's
+    name; ``manifest`` lists each file (relative path, size, sha256) and ``manifest_sha256`` is
+    its hash; ``last_used`` is when a training was last submitted with it.
+    """
+
+    id: str
+    name: str
+    folder: Path
+    manifest: DatasetManifest
+    created: float
+    last_used: float
+
+    @property
+    def manifest_sha256(self) -> str:
+        return self.manifest.sha256
+
+    @property
+    def files(self) -> int:
+        return self.manifest.files
+
+    @property
+    def bytes(self) -> int:
+        return self.manifest.bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "folder": str(self.folder),
+            "manifest_sha256": self.manifest_sha256,
+            "files": self.files,
+            "bytes": self.bytes,
+            "created": self.created,
+            "last_used": self.last_used,
+            "manifest": [
+                {"path": e.path, "size": e.size, "sha256": e.sha256} for e in self.manifest.entries
+            ],
         }

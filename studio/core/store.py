@@ -1,4 +1,5 @@
-"""The studio's database: jobs, job events, artifacts, adapters, library models, settings, hashes.
+"""The studio's database: jobs, job events, artifacts, adapters, library models, datasets,
+settings, hashes.
 
 One SQLite file in the studio home, in WAL mode (readers never block the writer, and a crash
 mid-write never corrupts it), with foreign keys on. The schema is versioned with
@@ -23,6 +24,7 @@ import logging
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,12 +32,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from studio.core.datasets import DatasetManifest
 from studio.core.errors import StudioError
 from studio.core.events import JobState
 from studio.core.hashing import sha256_file
 from studio.core.records import (
     AdapterRecord,
     ArtifactRecord,
+    DatasetRecord,
     JobKind,
     JobRecord,
     ModelEntry,
@@ -195,11 +199,37 @@ def _migration_3_model_free_adapters(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migration_4_datasets(conn: sqlite3.Connection) -> None:
+    """The dataset library: each folder a training used, with the manifest of its files then.
+
+    One row per folder and manifest (a folder whose files changed is a new row); ``manifest`` is
+    the manifest's text (one ``path<TAB>size<TAB>sha256`` line per file, sorted).
+    """
+    for statement in (
+        """CREATE TABLE datasets (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            folder TEXT NOT NULL,
+            manifest_sha256 TEXT NOT NULL,
+            manifest TEXT NOT NULL,
+            files INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            created REAL NOT NULL,
+            last_used REAL NOT NULL,
+            UNIQUE (folder, manifest_sha256)
+        )""",
+        "CREATE INDEX datasets_by_name ON datasets (name)",
+        "CREATE INDEX datasets_by_last_used ON datasets (last_used)",
+    ):
+        conn.execute(statement)
+
+
 #: Ordered migrations: ``MIGRATIONS[n]`` brings a database from version ``n`` to ``n + 1``.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migration_1_initial,
     _migration_2_search_text,
     _migration_3_model_free_adapters,
+    _migration_4_datasets,
 )
 
 #: The schema version this studio writes.
@@ -362,6 +392,17 @@ def _adapter_from_row(row: sqlite3.Row) -> AdapterRecord:
         job_id=row["job_id"],
         extra=json.loads(row["extra"]),
         generators=tuple(json.loads(row["generators"])),
+    )
+
+
+def _dataset_from_row(row: sqlite3.Row) -> DatasetRecord:
+    return DatasetRecord(
+        id=row["id"],
+        name=row["name"],
+        folder=Path(row["folder"]),
+        manifest=DatasetManifest.parse(row["manifest"]),
+        created=row["created"],
+        last_used=row["last_used"],
     )
 
 
@@ -713,6 +754,90 @@ class Store:
         with self._tx(write=True) as conn:
             if conn.execute("DELETE FROM adapters WHERE id = ?", (adapter_id,)).rowcount == 0:
                 raise KeyError(f"no adapter {adapter_id!r}")
+
+    # -- datasets --------------------------------------------------------------------------------
+    def record_dataset(
+        self,
+        folder: str | Path,
+        manifest: DatasetManifest,
+        *,
+        name: str | None = None,
+        used: float | None = None,
+    ) -> DatasetRecord:
+        """Record that a training used ``folder`` holding the files of ``manifest``; return it.
+
+        A folder and manifest recorded before keep their record (and id): ``last_used`` moves
+        to ``used`` (default: now), and the name changes only when ``name`` is given. A new one
+        is named ``name``, else as the newest record of the same folder, else as the folder.
+        """
+        key = _path_key(folder)
+        now = time.time() if used is None else float(used)
+        with self._tx(write=True) as conn:
+            row = conn.execute(
+                "SELECT id FROM datasets WHERE folder = ? AND manifest_sha256 = ?",
+                (key, manifest.sha256),
+            ).fetchone()
+            if row is not None:
+                dataset_id = row[0]
+                conn.execute(
+                    "UPDATE datasets SET last_used = ?, name = COALESCE(?, name) WHERE id = ?",
+                    (now, name, dataset_id),
+                )
+            else:
+                if name is None:
+                    named = conn.execute(
+                        "SELECT name FROM datasets WHERE folder = ? "
+                        "ORDER BY created DESC, rowid DESC LIMIT 1",
+                        (key,),
+                    ).fetchone()
+                    name = named[0] if named is not None else Path(key).name or key
+                dataset_id = uuid.uuid4().hex
+                conn.execute(
+                    "INSERT INTO datasets (id, name, folder, manifest_sha256, manifest, files, "
+                    "bytes, created, last_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        dataset_id,
+                        name,
+                        key,
+                        manifest.sha256,
+                        manifest.text(),
+                        manifest.files,
+                        manifest.bytes,
+                        now,
+                        now,
+                    ),
+                )
+            stored = conn.execute("SELECT * FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
+        return _dataset_from_row(stored)
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        """The dataset library, most recently used first."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT * FROM datasets ORDER BY last_used DESC, rowid DESC"
+            ).fetchall()
+        return [_dataset_from_row(row) for row in rows]
+
+    def find_dataset(self, ref: str) -> DatasetRecord | None:
+        """The dataset with this id, else the most recently used one with this name, else
+        ``None``."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM datasets WHERE id = ?", (ref,)).fetchone()
+            if row is None:
+                row = conn.execute(
+                    "SELECT * FROM datasets WHERE name = ? ORDER BY last_used DESC, rowid DESC",
+                    (ref,),
+                ).fetchone()
+        return None if row is None else _dataset_from_row(row)
+
+    def dataset_version(self, folder: str | Path, manifest_sha256: str) -> DatasetRecord | None:
+        """The record of ``folder`` with the manifest of that hash, if there is one."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT * FROM datasets WHERE folder = ? AND manifest_sha256 = ?",
+                (_path_key(folder), manifest_sha256),
+            ).fetchone()
+        return None if row is None else _dataset_from_row(row)
 
     # -- library models --------------------------------------------------------------------------
     def add_library_model(

@@ -32,6 +32,7 @@ from studio.core import devices
 from studio.core.artifacts import artifact_files, read_recipe, slug
 from studio.core.cache import ModelCache
 from studio.core.catalog import catalog
+from studio.core.datasets import DatasetManifest, ManifestChanges, compare_manifests
 from studio.core.downloads import DownloadManager
 from studio.core.errors import InvalidRequest, PluginVersionMismatch, StudioError, one_line
 from studio.core.events import (
@@ -51,6 +52,7 @@ from studio.core.plugins import PluginHost
 from studio.core.records import (
     AdapterRecord,
     ArtifactRecord,
+    DatasetRecord,
     JobKind,
     JobRecord,
     ModelEntry,
@@ -372,8 +374,8 @@ class Studio:
             raise InvalidRequest(f"parent artifact {parent!r} does not exist") from None
 
     def _prepare_training(
-        self, request: TrainingRequest, job_id: str
-    ) -> tuple[Prepared, dict[str, Any]]:
+        self, request: TrainingRequest, job_id: str, submitted_manifest: str | None = None
+    ) -> tuple[Prepared, dict[str, Any], IngestReport]:
         cls = self.plugins.find_trainer(request.trainer)
         dataset = Path(request.dataset).expanduser().resolve()
         if not dataset.is_dir():
@@ -389,6 +391,9 @@ class Studio:
                 f"no usable files in {dataset} for trainer {cls.id!r}"
                 + (f" (skipped {skipped})" if skipped else " (the folder is empty)")
             )
+        manifest = report.manifest
+        if submitted_manifest is not None and manifest.sha256 != submitted_manifest:
+            raise InvalidRequest(self._dataset_changed(dataset, submitted_manifest, manifest))
         run_request = TrainingRun(
             trainer=cls.id,
             base_model=base_model,
@@ -405,7 +410,9 @@ class Studio:
                 "options": options.model_dump(mode="json"),
             }
         ).model_dump(mode="json")
-        return Prepared(cls, run_request), stored
+        # the files as submitted: a resume after a restart refuses a dataset changed since
+        stored["dataset_manifest"] = manifest.sha256
+        return Prepared(cls, run_request), stored, report
 
     @staticmethod
     def _base_model_for(cls: type[Trainer], ref: str | None) -> str | None:
@@ -436,7 +443,10 @@ class Studio:
     @staticmethod
     def _ingest(cls: type[Trainer], dataset: Path, options: Any) -> IngestReport:
         try:
-            return cls().ingest(dataset, options)
+            report = cls().ingest(dataset, options)
+            if report.root is None:  # made by hand, not by studio.ingest_dataset
+                report.root = Path(os.path.abspath(dataset))
+            return report
         except StudioError:
             raise
         except Exception as exc:
@@ -449,7 +459,8 @@ class Studio:
         try:
             if record.kind == JobKind.TRAIN:
                 training = TrainingRequest.model_validate(record.request)
-                return self._prepare_training(training, record.id)[0]
+                submitted = record.request.get("dataset_manifest")
+                return self._prepare_training(training, record.id, submitted)[0]
             generation = GenerationRequest.model_validate(record.request)
         except ValidationError as exc:
             raise InvalidRequest(
@@ -477,7 +488,8 @@ class Studio:
         """Validate and queue a fine-tuning job (lowest priority, preemptible); return its id."""
         self._check_open()
         job_id = uuid.uuid4().hex
-        prepared, stored = self._prepare_training(request, job_id)
+        prepared, stored, report = self._prepare_training(request, job_id)
+        self.record_dataset(Path(stored["dataset"]), report)
         return self._enqueue(
             job_id, JobKind.TRAIN, Priority.TRAINING, prepared.component.id, stored, prepared
         )
@@ -986,6 +998,59 @@ class Studio:
             return store.load_settings()
         finally:
             store.close()
+
+    # -- datasets --------------------------------------------------------------------------------
+    def datasets(self) -> list[DatasetRecord]:
+        """The dataset library (every folder a training was submitted with, one record per
+        manifest of its files), most recently used first."""
+        return self.store.list_datasets()
+
+    def find_dataset(self, ref: str) -> DatasetRecord | None:
+        """The dataset with this id, else the most recently used one with this name."""
+        return self.store.find_dataset(ref)
+
+    def record_dataset(
+        self, folder: Path | str, report: IngestReport, *, name: str | None = None
+    ) -> DatasetRecord:
+        """Keep ``folder`` in the dataset library with the manifest of ``report`` (a trainer's
+        ingest report of it), used now; :meth:`submit_training` calls it. ``name`` defaults to
+        the name it had (a folder recorded before), else the folder's name."""
+        if name is not None and not name.strip():
+            raise InvalidRequest("a dataset's name cannot be empty")
+        if report.root is None:
+            report.root = Path(os.path.abspath(Path(folder).expanduser()))
+        return self.store.record_dataset(Path(folder).expanduser(), report.manifest, name=name)
+
+    def dataset_changes(
+        self, dataset: str, trainer_id: str, options: dict[str, Any] | None = None
+    ) -> ManifestChanges:
+        """What changed in a recorded dataset's folder (by id or name) since it was recorded,
+        as trainer ``trainer_id`` reads the folder now: files added, removed, modified. Falsy
+        when it is the same material, ready to train on again.
+
+        :raises InvalidRequest: no such dataset, or its folder is gone.
+        """
+        record = self.store.find_dataset(dataset)
+        if record is None:
+            names = sorted({r.name for r in self.store.list_datasets()})
+            raise InvalidRequest(
+                f"no dataset {dataset!r} in the library (datasets: {', '.join(names) or 'none'})"
+            )
+        report = self.ingest(trainer_id, record.folder, options or {})
+        return compare_manifests(record.manifest, report.manifest)
+
+    def _dataset_changed(self, folder: Path, submitted: str, now: DatasetManifest) -> str:
+        """Why a training cannot go on with ``folder`` as it is now."""
+        before = self.store.dataset_version(folder, submitted)
+        what = (
+            compare_manifests(before.manifest, now).describe()
+            if before is not None
+            else f"manifest {submitted[:12]} then, {now.sha256[:12]} now"
+        )
+        return (
+            f"the dataset {folder} changed since this training was submitted ({what}): put the "
+            "files back as they were to resume it, or start a new training on them as they are"
+        )
 
 
 class HomeLock:

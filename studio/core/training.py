@@ -22,6 +22,7 @@ from studio.core.options import BaseOptions
 
 if TYPE_CHECKING:
     from studio.core.context import TrainContext
+    from studio.core.datasets import DatasetFile, DatasetManifest, ManifestEntry
 
 
 class TrainingRequest(BaseModel):
@@ -40,15 +41,45 @@ class TrainingRequest(BaseModel):
 
 @dataclass
 class IngestReport:
-    """What a trainer found in a dataset folder, before training starts."""
+    """What a trainer found in a dataset folder, before training starts.
+
+    Made by :func:`studio.ingest_dataset` (the one way to read a dataset); a trainer's ``ingest``
+    may then refuse more files with :meth:`skip` and add ``notes``. The studio shows it before the
+    run starts and records :attr:`manifest` with the job and in its dataset library.
+    """
 
     usable: list[Path] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)  # file name -> reason
+    #: path relative to the dataset folder (POSIX) -> why the file is not used
+    skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: the dataset folder (absolute); set by ``ingest_dataset`` (and by the studio for a report
+    #: made by hand)
+    root: Path | None = None
+    #: what the shared ingest learnt of each usable file (kind, size, sha256, image size, sample
+    #: rate …), by its path relative to ``root``
+    files: dict[str, DatasetFile] = field(default_factory=dict)
+    _hashed: dict[str, ManifestEntry] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def ok(self) -> bool:
         return bool(self.usable)
+
+    @property
+    def manifest(self) -> DatasetManifest:
+        """The manifest of the usable files: relative path, size and sha256 of each, and its
+        own hash (``manifest.sha256``). A usable file ``ingest_dataset`` did not hash (added by
+        hand) is hashed here, once."""
+        from studio.core.datasets import report_manifest
+
+        return report_manifest(self)
+
+    def skip(self, path: Path | str, reason: str) -> None:
+        """Refuse a usable file (your trainer's own check): it leaves ``usable`` (and the
+        manifest) for ``skipped`` with ``reason``. ``path`` as in ``usable``, or relative to
+        ``root``; :class:`ValueError` if it is not usable."""
+        from studio.core.datasets import report_skip
+
+        report_skip(self, path, reason)
 
 
 @dataclass

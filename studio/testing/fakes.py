@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from studio.core.datasets import ingest_dataset
 from studio.core.events import (
     AdapterOutput,
     ImageOutput,
@@ -268,7 +269,7 @@ class FakeTrainerOptions(BaseOptions):
     learning_rate: float = Field(1e-4, gt=0, le=1.0, description="Reported learning rate.")
 
 
-_USABLE = {".txt", ".png"}
+_USABLE = (".txt", ".png")
 
 
 def fake_loss(step: int, name: str) -> float:
@@ -288,17 +289,11 @@ class FakeTrainer(Trainer):
     description = "A deterministic loss curve and a tiny adapter file, for tests."
 
     def ingest(self, dataset: Path, options: Any) -> IngestReport:
-        report = IngestReport()
-        for path in sorted(Path(dataset).iterdir()):
-            if path.is_dir() or path.name.startswith("."):
-                continue
-            if path.suffix.lower() not in _USABLE:
-                report.skipped[path.name] = "not a .txt or .png file"
-            elif path.stat().st_size == 0:
-                report.skipped[path.name] = "empty file"
-            else:
-                report.usable.append(path)
-        images = sum(1 for p in report.usable if p.suffix.lower() == ".png")
+        # the shared ingest, as every trainer reads its dataset: captions and pictures (any size)
+        report = ingest_dataset(
+            dataset, kinds=("text", "image"), extensions=_USABLE, min_image_side=1
+        )
+        images = sum(1 for f in report.files.values() if f.kind == "image")
         report.notes.append(f"{images} image(s), {len(report.usable) - images} caption(s)")
         return report
 

@@ -22,9 +22,11 @@ def app(studio_home: Path) -> Iterator[Studio]:
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
     """A training folder: one usable image and caption, and one file a trainer skips."""
+    from PIL import Image
+
     folder = tmp_path / "dataset"
     folder.mkdir()
-    (folder / "one.png").write_bytes(b"\x89PNG fake")
+    Image.new("RGB", (8, 8), (40, 90, 160)).save(folder / "one.png")
     (folder / "one.txt").write_text("a caption")
     (folder / "notes.md").write_text("not training data")
     return folder

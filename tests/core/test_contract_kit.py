@@ -20,7 +20,16 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from studio import BaseOptions, Generator, Progress, Result, TextOutput, TrainStep, hookimpl
+from studio import (
+    BaseOptions,
+    Generator,
+    IngestReport,
+    Progress,
+    Result,
+    TextOutput,
+    TrainStep,
+    hookimpl,
+)
 from studio.core.errors import OptionsError
 from studio.core.plugins import PluginHost
 from studio.testing import (
@@ -206,9 +215,11 @@ class TestDemoTonesContract(GeneratorContract):
 
 
 def write_fake_dataset(folder: Path) -> Path:
-    """Files the fake trainer uses (it reads no pixels: any non-empty .png or .txt will do)."""
+    """Files the fake trainer uses: a picture and its caption (the shared ingest checks both)."""
+    from PIL import Image
+
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "view.png").write_bytes(b"\x89PNG fake pixels")
+    Image.new("RGB", (8, 8), (90, 140, 60)).save(folder / "view.png")
     (folder / "view.txt").write_text("a view", encoding="utf-8")
     return folder
 
@@ -229,9 +240,19 @@ def _with_bad_file(folder: Path, contract: TrainerContract) -> Path:
     return folder
 
 
+class TakesAnything(FakeTrainer):
+    """Reads its dataset by hand, without the shared ingest: any file is usable."""
+
+    id = "sloppy-takes-anything"
+
+    def ingest(self, dataset: Path, options: Any) -> IngestReport:
+        return IngestReport(usable=sorted(p for p in Path(dataset).iterdir() if p.is_file()))
+
+
 def test_a_trainer_taking_a_broken_file_fails_the_ingest_check(tmp_path: Path) -> None:
-    """The default bad file of an image trainer is a .png holding no picture; the fake takes it."""
-    contract = type("C", (TrainerContract,), {"trainer_cls": FakeTrainer})()
+    """The default bad file of an image trainer is a .png holding no picture; a trainer that
+    reads its files by hand takes it."""
+    contract = type("C", (TrainerContract,), {"trainer_cls": TakesAnything})()
     dataset = _with_bad_file(write_fake_dataset(tmp_path / "d"), contract)
     with pytest.raises(AssertionError, match=r"broken\.png was taken as usable"):
         contract.test_contract_ingest_skips_a_bad_file_with_a_reason(dataset)
@@ -528,7 +549,7 @@ OUTSIDE = textwrap.dedent(
         @pytest.fixture
         def dataset(self, tmp_path):
             (tmp_path / "d").mkdir()
-            (tmp_path / "d" / "a.png").write_bytes(b"pixels")
+            (tmp_path / "d" / "a.txt").write_text("a caption")
             return tmp_path / "d"
 
     HOST = PluginHost()

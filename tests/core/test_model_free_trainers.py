@@ -59,8 +59,10 @@ class NamesNoDefault(FakeTrainer):
 
 
 def write_dataset(folder: Path) -> Path:
+    from PIL import Image
+
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "view.png").write_bytes(b"\x89PNG fake pixels")
+    Image.new("RGB", (8, 8), (90, 140, 60)).save(folder / "view.png")
     (folder / "view.txt").write_text("a view", encoding="utf-8")
     return folder
 

@@ -138,7 +138,10 @@ def test_prepare_chooses_the_seed_and_default_model_and_finds_generators_by_task
 def test_ingest_reports_usable_and_skipped_files(app: Studio, dataset: Path) -> None:
     report = app.ingest("fake-lora", dataset, {})
     assert sorted(p.name for p in report.usable) == ["one.png", "one.txt"]
-    assert report.skipped == {"notes.md": "not a .txt or .png file"}
+    assert report.skipped == {
+        "notes.md": ".md files are not used by this trainer (it takes text (.txt) and "
+        "images (.png))"
+    }
     with pytest.raises(InvalidRequest, match="not a folder"):
         app.ingest("fake-lora", dataset / "one.txt", {})
 

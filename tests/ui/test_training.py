@@ -18,7 +18,9 @@ def test_ingest_report_for_a_folder(window: Any, studio: Any, qtbot: Any, datase
     qtbot.waitUntil(lambda: panel.ingest.report is not None, timeout=WAIT)
     report = panel.ingest.report
     assert len(report.usable) == 3
-    assert report.skipped == {"notes.doc": "not a .txt or .png file"}
+    assert report.skipped == {
+        "notes.doc": "unknown file type (.doc): this trainer takes text (.txt) and images (.png)"
+    }
     text = panel.ingest.text()
     assert "3 usable files" in text and "notes.doc" in text
     assert all(note in text for note in report.notes)
