@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("plugins", "installed plugins, their generators and trainers, load errors"),
         ("models", "models in the hub cache, the studio library and the catalog"),
         ("jobs", "recent jobs and their states"),
+        ("datasets", "datasets trained on: folders, files, manifest hashes, when last used"),
     ):
         cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         cmd.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -280,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "uninstall": cmd_uninstall,
                 "models": cmd_models,
                 "jobs": cmd_jobs,
+                "datasets": cmd_datasets,
             }[args.command]
             return handler(args)
         except CliUsageError as exc:
@@ -1315,6 +1317,35 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             ]
         )
     headers = ["id", "kind", "state", "component", "created", "progress", "artifacts", "error"]
+    sys.stdout.write(_table(headers, rows))
+    return EXIT_OK
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """``aigc-studio datasets``: the dataset library, most recently used first."""
+    from studio.core.units import human_size
+
+    with open_studio(load_plugins=False, start_workers=False) as studio:
+        records = studio.datasets()
+    if args.json:
+        _print_json({"schema": JSON_SCHEMA, "datasets": [r.to_json() for r in records]})
+        return EXIT_OK
+    if not records:
+        sys.stdout.write("no datasets (a training records the folder it learns from)\n")
+        return EXIT_OK
+    rows = [
+        [
+            r.id,
+            r.name,
+            str(r.files),
+            human_size(r.bytes),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.last_used)),
+            r.manifest_sha256[:12],
+            str(r.folder),
+        ]
+        for r in records
+    ]
+    headers = ["id", "name", "files", "size", "last used", "manifest", "folder"]
     sys.stdout.write(_table(headers, rows))
     return EXIT_OK
 
