@@ -30,14 +30,13 @@ from studio import (
     Trainer,
     TrainingRun,
     TrainStep,
+    ingest_dataset,
 )
 from studio_patterns.generator import PatternGenerator
 from studio_patterns.palette import PALETTE_FILE, save_palette, swatch
 
 if TYPE_CHECKING:
     from studio import TrainContext
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 class PaletteOptions(BaseOptions):
@@ -66,23 +65,9 @@ class PaletteTrainer(Trainer[PaletteOptions]):
     description = "Learns a colour palette from your pictures, for the Patterns generator."
 
     def ingest(self, dataset: Path, options: PaletteOptions) -> IngestReport:
-        """Which files are pictures this trainer can read; the others with the reason."""
-        from PIL import Image
-
-        report = IngestReport()
-        for path in sorted(Path(dataset).iterdir()):
-            if path.is_dir() or path.name.startswith("."):
-                continue
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                report.skipped[path.name] = f"not a picture ({', '.join(IMAGE_SUFFIXES)})"
-                continue
-            try:
-                with Image.open(path) as image:
-                    image.verify()
-            except Exception as exc:
-                report.skipped[path.name] = f"cannot be read as a picture ({type(exc).__name__})"
-            else:
-                report.usable.append(path)
+        """Which files are pictures this trainer can learn from; the others with the reason."""
+        # the studio's checks: every picture decoded, in RGB or grey, without transparency ...
+        report = ingest_dataset(dataset, kinds=("image",), min_image_side=8)
         report.notes.append(f"{len(report.usable)} picture(s); {options.colours} colours to learn")
         return report
 
@@ -92,7 +77,8 @@ class PaletteTrainer(Trainer[PaletteOptions]):
         options = request.options
         store = ctx.checkpoints
         assert store is not None, "the studio gives every training a checkpoint store"
-        files = self.ingest(request.dataset, options).usable
+        report = self.ingest(request.dataset, options)
+        files = report.usable
         pixels = kmeans.sample(kmeans.load_pixels(files), options.sample_pixels, options.seed)
         fingerprint = kmeans.fingerprint(files, options.model_dump())
 
@@ -123,7 +109,8 @@ class PaletteTrainer(Trainer[PaletteOptions]):
                 name=request.name,
                 modality="image",
                 generators=(PatternGenerator.id,),  # what the palette applies to
-                extra={"pictures": len(files), "steps": step},
+                # what it learnt from: the dataset's manifest hash (the library has the manifest)
+                extra={"pictures": len(files), "steps": step, "dataset": report.manifest.sha256},
             )
         )
 
