@@ -159,9 +159,13 @@ class DeviceWorker:
         self.queue.push(job)
 
     def get(self, job_id: str) -> Job | None:
-        """The live (queued or running) job ``job_id``, if this worker has it."""
+        """The live (queued or running) job ``job_id``, if this worker has it.
+
+        A job whose end state was announced is no longer live, even while the worker finishes
+        its bookkeeping: a subscriber that resumes a training as it ends must find it gone."""
         with self._lock:
-            return self._live.get(job_id)
+            job = self._live.get(job_id)
+        return None if job is None or job.record.state.finished else job
 
     def running(self) -> list[Job]:
         """The jobs running now: the outer one first, then any it lent the device to."""
@@ -311,7 +315,8 @@ class DeviceWorker:
 
     def _forget(self, job: Job) -> None:
         with self._lock:
-            self._live.pop(job.id, None)
+            if self._live.get(job.id) is job:  # not the same job resumed meanwhile
+                del self._live[job.id]
 
     def _fail(self, job: Job, exc: BaseException, out_of_memory: bool) -> None:
         message = one_line(exc)
