@@ -12,6 +12,7 @@ process opened on the same home (the CLI next to the GUI) runs only the jobs it 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -393,7 +394,9 @@ class Studio:
             )
         manifest = report.manifest
         if submitted_manifest is not None and manifest.sha256 != submitted_manifest:
-            raise InvalidRequest(self._dataset_changed(dataset, submitted_manifest, manifest))
+            raise InvalidRequest(
+                self._dataset_changed(dataset, submitted_manifest, manifest, job_id)
+            )
         run_request = TrainingRun(
             trainer=cls.id,
             base_model=base_model,
@@ -1039,17 +1042,31 @@ class Studio:
         report = self.ingest(trainer_id, record.folder, options or {})
         return compare_manifests(record.manifest, report.manifest)
 
-    def _dataset_changed(self, folder: Path, submitted: str, now: DatasetManifest) -> str:
-        """Why a training cannot go on with ``folder`` as it is now."""
+    def _dataset_changed(
+        self, folder: Path, submitted: str, now: DatasetManifest, job_id: str | None = None
+    ) -> str:
+        """Why a training cannot go on with ``folder`` as it is now (naming the checkpoint it
+        would resume from, when job ``job_id`` has one)."""
+        from studio.core.checkpoints import CheckpointStore
+
         before = self.store.dataset_version(folder, submitted)
         what = (
             compare_manifests(before.manifest, now).describe()
             if before is not None
             else f"manifest {submitted[:12]} then, {now.sha256[:12]} now"
         )
+        start = ""
+        if job_id is not None:
+            checkpoints = CheckpointStore(self.paths.checkpoints / job_id)
+            latest = checkpoints.latest()
+            if latest is not None:
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    step = checkpoints.step_of(latest)
+                    start = f"cannot resume from the checkpoint of step {step}: "
         return (
-            f"the dataset {folder} changed since this training was submitted ({what}): put the "
-            "files back as they were to resume it, or start a new training on them as they are"
+            f"{start}the dataset {folder} changed since this training was submitted ({what}): "
+            "put the files back as they were to resume it, or start a new training on them as "
+            "they are"
         )
 
 

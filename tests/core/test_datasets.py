@@ -26,6 +26,7 @@ from PIL import Image
 
 import studio
 from studio.core import datasets as datasets_module
+from studio.core.checkpoints import CheckpointStore
 from studio.core.datasets import (
     DatasetFile,
     DatasetManifest,
@@ -657,14 +658,20 @@ def test_a_resume_refuses_a_dataset_changed_since_the_submission(
     dataset = write_fake_dataset(tmp_path / "portraits")
     job_id = app.submit_training(training(dataset, steps=3))
     assert app.wait(job_id, timeout=60).state == JobState.SUCCEEDED
-    # as if it had failed halfway: a resume re-reads the dataset
+    # as if it had failed after a checkpoint: a resume re-reads the dataset
     app.store.update_job(job_id, state=JobState.FAILED, error="the device was lost")
+
+    def write(folder: Path) -> None:
+        (folder / "state.json").write_text(json.dumps({"step": 2}), encoding="utf-8")
+
+    CheckpointStore(app.paths.checkpoints / job_id).save(2, write)
     text(dataset / "one.txt", "another caption, same file")
     text(dataset / "extra.txt", "new")
     assert app.resume(job_id)
     record = app.wait(job_id, timeout=60)
     assert record.state == JobState.FAILED
     assert record.error is not None
+    assert record.error.startswith("cannot resume from the checkpoint of step 2: the dataset")
     assert "changed since this training was submitted" in record.error
     assert "1 added (extra.txt); 1 modified (one.txt)" in record.error
     assert "put the files back as they were" in record.error
