@@ -14,12 +14,17 @@
     aigc-studio uninstall NAME [NAME ...] [--yes]
     aigc-studio models [--json]
     aigc-studio jobs [--json]
+    aigc-studio train TRAINER --data DIR --name NAME [--base REF] [--set KEY=VALUE ...] [--json]
+                [--help-options]
+    aigc-studio train --resume JOB_ID [--json]
+    aigc-studio adapters [--json]
 
 Conventions (docs/cli.md is the reference): progress bars, streamed text, notes and pip's output
 go to stderr; the result summary (artifact paths) goes to stdout; ``--json`` prints exactly one JSON
 document on stdout (schema version 1) and keeps stderr quiet except for errors. Exit codes: 0
 success, 1 the job (or pip) failed or an unexpected error, 2 bad input (one line
-``aigc-studio: error: ...`` on stderr, nothing written), 130 cancelled with Ctrl-C.
+``aigc-studio: error: ...`` on stderr, nothing written), 130 cancelled with Ctrl-C (a training is
+paused instead: ``train --resume`` goes on).
 
 Plugin load errors are printed in full by ``aigc-studio plugins`` only; other commands that load
 plugins print a one-line hint. With ``STUDIO_STRICT_PLUGINS=1`` a failing plugin stops the command
@@ -32,6 +37,7 @@ and never import torch, diffusers or transformers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -49,8 +55,9 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from studio.core.generator import GenerationRequest, Generator
     from studio.core.plugins import GeneratorChoice, PluginHost, PluginInfo
-    from studio.core.records import JobRecord
+    from studio.core.records import AdapterRecord, JobRecord
     from studio.core.studio import Studio
+    from studio.core.training import IngestReport, Trainer
 
 PROG = "aigc-studio"
 #: Version of every ``--json`` document's layout; bumped only on incompatible changes.
@@ -159,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run it although the recorded plugin is installed in another version",
     )
     regen.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _add_training_commands(sub)
 
     for name, text in (
         ("plugins", "installed plugins, their generators and trainers, load errors"),
@@ -205,6 +213,61 @@ def build_parser() -> argparse.ArgumentParser:
     uninstall.add_argument("name", nargs="+", metavar="NAME", help="plugin or package name")
     uninstall.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     return parser
+
+
+def _add_training_commands(sub: Any) -> None:
+    """``train`` (fine-tune an adapter on a folder of files, or resume one) and ``adapters``
+    (the adapter library)."""
+    train = sub.add_parser(
+        "train",
+        help="fine-tune an adapter on a folder of your files (or resume a training)",
+        description="Train an adapter with a trainer (its id, as 'aigc-studio plugins' lists "
+        "it) on the files in a folder: the ingest report (which files are used, which are "
+        "skipped and why) is shown first, then the progress. Options are the trainer's own: "
+        "list them with 'aigc-studio train TRAINER --help-options'. Ctrl-C pauses the training "
+        "at its next step (a second Ctrl-C cancels it); 'aigc-studio train --resume JOB_ID' "
+        "goes on from its last checkpoint.",
+    )
+    train.add_argument(
+        "trainer", metavar="TRAINER", nargs="?", help="trainer id (not with --resume)"
+    )
+    train.add_argument(
+        "--base",
+        metavar="REF",
+        help="the model to train on: hub id, local folder or .safetensors file (default: the "
+        "trainer's; refused for a trainer that uses no base model)",
+    )
+    train.add_argument("--data", type=Path, metavar="DIR", help="the folder of files to learn from")
+    train.add_argument(
+        "--name", metavar="NAME", help="the adapter's name in the library (for --lora NAME)"
+    )
+    train.add_argument(
+        "--set",
+        dest="set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a trainer option (repeatable); see --help-options",
+    )
+    train.add_argument(
+        "--resume",
+        metavar="JOB_ID",
+        help="go on with an interrupted, paused or cancelled training from its last checkpoint",
+    )
+    train.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    train.add_argument(
+        "--help-options",
+        action="store_true",
+        help="list the trainer's options (names, types, defaults, allowed values)",
+    )
+    adapters = sub.add_parser(
+        "adapters",
+        help="the adapter library: what was trained, on what, and how to use it",
+        description="The adapters in the studio's library, newest first: name, trainer, base "
+        "model, the generators they are for, when they were made, where they are and a summary "
+        "of their training.",
+    )
+    adapters.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
 
 def _add_plugins_subcommands(plugins: argparse.ArgumentParser) -> None:
@@ -282,6 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "models": cmd_models,
                 "jobs": cmd_jobs,
                 "datasets": cmd_datasets,
+                "train": cmd_train,
+                "adapters": cmd_adapters,
             }[args.command]
             return handler(args)
         except CliUsageError as exc:
@@ -819,6 +884,29 @@ def options_help(cls: type[Generator], width: int | None = None) -> str:
     Each option: name, kind, default, description and what it allows (``allowed_text``), so that
     nothing here restates what the Options model declares.
     """
+    model = f"default model: {cls.default_model or '(none)'}"
+    if not cls.uses_model:
+        model = "uses no model (--model is refused)"
+    lines = [
+        f"{cls.id}: {cls.name} ({cls.task}, {cls.modality})",
+        model + ("; accepts --lora" if cls.supports_lora else ""),
+    ]
+    return _options_text(lines, cls.description, cls.Options, "generator", width)
+
+
+def trainer_options_help(cls: type[Trainer], width: int | None = None) -> str:
+    """The text of ``train TRAINER --help-options``: as :func:`options_help`, for a trainer."""
+    base = f"default base model: {cls.default_model or '(none: name one with --base REF)'}"
+    if not cls.uses_model:
+        base = "uses no base model (--base is refused)"
+    lines = [f"{cls.id}: {cls.name} (trainer, {cls.modality})", base]
+    return _options_text(lines, cls.description, cls.Options, "trainer", width)
+
+
+def _options_text(
+    lines: list[str], description: str, options: Any, what: str, width: int | None
+) -> str:
+    """``lines``, the description, then every option of the Options model ``options``."""
     import textwrap
 
     from studio.core.options import allowed_text, field_specs
@@ -829,18 +917,12 @@ def options_help(cls: type[Generator], width: int | None = None) -> str:
     def wrap(text: str) -> list[str]:
         return textwrap.wrap(text, width, initial_indent="      ", subsequent_indent="      ")
 
-    model = f"default model: {cls.default_model or '(none)'}"
-    if not cls.uses_model:
-        model = "uses no model (--model is refused)"
-    lines = [
-        f"{cls.id}: {cls.name} ({cls.task}, {cls.modality})",
-        model + ("; accepts --lora" if cls.supports_lora else ""),
-    ]
-    if cls.description:
-        lines.append(cls.description)
-    specs = field_specs(cls.Options)
+    lines = list(lines)
+    if description:
+        lines.append(description)
+    specs = field_specs(options)
     if not specs:
-        lines.append("\nThis generator has no options.")
+        lines.append(f"\nThis {what} has no options.")
         return "\n".join(lines) + "\n"
     lines.append("\noptions (--set KEY=VALUE):")
     for spec in specs:
@@ -860,20 +942,25 @@ def default_text(spec: Any) -> str:
 
 
 def _maybe_extend_generate_help(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """``generate X --help`` also lists X's options (when X names a known generator)."""
-    if not argv or argv[0] != "generate" or not {"-h", "--help"} & set(argv):
+    """``generate X --help`` also lists X's options (when X names a known generator); so does
+    ``train X --help`` for a trainer."""
+    if not argv or argv[0] not in ("generate", "train") or not {"-h", "--help"} & set(argv):
         return
     target = next((a for a in argv[1:] if not a.startswith("-")), None)
     if target is None:
         return
     try:
-        cls = load_plugin_host().find_generator(target)
+        host = load_plugin_host()
+        if argv[0] == "train":
+            epilog = trainer_options_help(host.find_trainer(target))
+        else:
+            epilog = options_help(host.find_generator(target))
     except Exception:  # unknown id: plain help is still useful
         return
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    gen_parser = subparsers.choices["generate"]
-    gen_parser.epilog = options_help(cls)
-    gen_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    command_parser = subparsers.choices[argv[0]]
+    command_parser.epilog = epilog
+    command_parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 # --- generate / regenerate -----------------------------------------------------------------
@@ -1019,7 +1106,7 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
 
 def run_job(studio: Studio, submit: Callable[[], str], *, as_json: bool) -> int:
     """Submit a job, render its events until it finishes, print the summary; Ctrl-C cancels."""
-    from studio.core.events import ArtifactSaved, JobStateChanged, Note
+    from studio.core.events import ArtifactSaved, Note
 
     events: queue.Queue[Any] = queue.Queue()
     unsubscribe = studio.subscribe(events.put)
@@ -1027,30 +1114,18 @@ def run_job(studio: Studio, submit: Callable[[], str], *, as_json: bool) -> int:
     job_id: str | None = None
     saved: dict[str, ArtifactSaved] = {}
     notes: list[dict[str, str]] = []
+
+    def handle(event: Any) -> None:
+        if isinstance(event, ArtifactSaved):
+            saved[event.artifact_id] = event
+        elif isinstance(event, Note):
+            notes.append({"level": event.level, "message": event.message})
+        printer.handle(event)
+
     try:
         try:
             job_id = submit()  # events that come before it returns wait in the queue
-            done = False
-            next_poll = time.monotonic() + 0.5
-            while not done:
-                try:
-                    item = events.get(timeout=0.1)
-                except queue.Empty:
-                    item = None
-                if item is not None:
-                    if item.job_id != job_id:
-                        continue
-                    event = item.event
-                    if isinstance(event, ArtifactSaved):
-                        saved[event.artifact_id] = event
-                    elif isinstance(event, Note):
-                        notes.append({"level": event.level, "message": event.message})
-                    elif isinstance(event, JobStateChanged) and event.state.finished:
-                        done = True
-                    printer.handle(event)
-                if not done and time.monotonic() >= next_poll:  # never hang on a lost event
-                    done = studio.job(job_id).state.finished
-                    next_poll = time.monotonic() + 0.5
+            follow_job(studio, job_id, events, handle)
         except KeyboardInterrupt:
             printer.close()
             if job_id is None:
@@ -1061,6 +1136,46 @@ def run_job(studio: Studio, submit: Callable[[], str], *, as_json: bool) -> int:
         return _report(studio, record, saved, notes, as_json)
     finally:
         unsubscribe()
+
+
+def follow_job(
+    studio: Studio,
+    job_id: str,
+    events: queue.Queue[Any],
+    handle: Callable[[Any], None],
+    until: Callable[[Any], bool] | None = None,
+) -> Any:
+    """Hand each event of ``job_id`` from ``events`` (a subscription's queue) to ``handle`` until
+    the job reaches a state for which ``until`` is true (default: it ended); return that state.
+
+    The database is polled too, so a lost event cannot hang the command. A job marked
+    interrupted there while this process still runs it (another process opening the studio
+    home) is not taken as ended: this process's own worker says when it ends.
+    """
+    from studio.core.events import JobState, JobStateChanged
+
+    stop = until or (lambda state: state.finished)
+    next_poll = time.monotonic() + 0.5
+    while True:
+        try:
+            item = events.get(timeout=0.1)
+        except queue.Empty:
+            item = None
+        if item is not None and item.job_id == job_id:
+            handle(item.event)
+            if isinstance(item.event, JobStateChanged) and stop(item.event.state):
+                return item.event.state
+        if time.monotonic() >= next_poll:  # never hang on a lost event
+            state = studio.job(job_id).state
+            next_poll = time.monotonic() + 0.5
+            if stop(state) and state != JobState.INTERRUPTED:
+                while True:  # what came before it still counts
+                    try:
+                        item = events.get_nowait()
+                    except queue.Empty:
+                        return state
+                    if item.job_id == job_id:
+                        handle(item.event)
 
 
 def _cancel(
@@ -1161,9 +1276,13 @@ class EventPrinter:
         width: int = 28,
         tty_interval: float = 0.05,
         line_interval: float = 1.0,
+        eta: Callable[[], float | None] | None = None,
     ) -> None:
         self.stream = stream
         self.quiet = quiet
+        #: seconds a training still needs (shown after its loss), when known
+        self.eta = eta
+        self._validation: float | None = None  # the last validation loss of a training
         self.tty = stream.isatty() if tty is None else tty
         self.width = width
         self.interval = tty_interval if self.tty else line_interval
@@ -1177,7 +1296,7 @@ class EventPrinter:
         """Show one event (plugin events and the core's; the others are ignored)."""
         if self.quiet:
             return
-        from studio.core.events import Note, Partial, Progress
+        from studio.core.events import Note, Partial, Progress, Sample, TrainStep
 
         if isinstance(event, Progress):
             self.progress(event.step, event.total, event.message)
@@ -1185,6 +1304,42 @@ class EventPrinter:
             self.text(event.text, event.index)
         elif isinstance(event, Note):
             self.line(f"{event.level}: {event.message}")
+        elif isinstance(event, TrainStep):
+            self.train_step(event.step, event.total, event.loss, event.validation_loss)
+        elif isinstance(event, Sample):
+            self.sample(event)
+
+    def train_step(
+        self, step: int, total: int, loss: float, validation_loss: float | None = None
+    ) -> None:
+        """A training step: the bar with the loss, the last validation loss and the ETA; each
+        validation also gets a line of its own, so the terminal keeps the curve."""
+        if validation_loss is not None:
+            self._validation = validation_loss
+            of = f"/{total}" if total > 0 else ""
+            self.line(f"step {step}{of}: validation loss {validation_loss:.4f} (loss {loss:.4f})")
+        parts = [f"loss {loss:.4f}"]
+        if self._validation is not None:
+            parts.append(f"val {self._validation:.4f}")
+        eta = self.eta() if self.eta is not None else None
+        if eta is not None and step < total:
+            parts.append(f"ETA {duration_text(eta)}")
+        self.progress(step, total, "  ".join(parts))
+
+    def sample(self, event: Any) -> None:
+        """A training sample: a text sample is shown whole (indented), others by their kind."""
+        output = event.output
+        extra = getattr(output, "extra", None) or {}
+        prompt = extra.get("prompt")
+        label = f"sample {output.index + 1} at step {event.step}"
+        if prompt:
+            label += f" ({_shorten(str(prompt), 60)!r})"
+        text = getattr(output, "text", None)
+        if isinstance(text, str):
+            body = "\n".join("  " + line for line in (text.strip("\n") or "(empty)").splitlines())
+            self.line(f"{label}:\n{body}")
+        else:
+            self.line(f"{label}: {output.modality}")
 
     def progress(self, step: int, total: int, message: str = "") -> None:
         """Show ``step`` of ``total`` (``total`` 0: unknown)."""
@@ -1257,6 +1412,683 @@ class EventPrinter:
         if self.tty and self._bar_len:
             self.stream.write("\r" + " " * self._bar_len + "\r")
             self._bar_len = 0
+
+
+# --- train / adapters ----------------------------------------------------------------------
+
+#: Skipped files listed on the terminal before a training (all of them are in ``--json``).
+_SKIPPED_SHOWN = 20
+
+
+def duration_text(seconds: float) -> str:
+    """``42s``, ``3m05s`` or ``1h02m``: a duration to read at a glance (an ETA)."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _say(message: str, *, quiet: bool = False) -> None:
+    """One line for people on stderr (``aigc-studio: ...``); nothing with ``--json``."""
+    if not quiet:
+        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def resume_command(job_id: str) -> str:
+    return f"{PROG} train --resume {job_id}"
+
+
+def ingest_json(report: IngestReport, dataset: Path) -> dict[str, Any]:
+    """The ingest report in a ``train --json`` document: the folder, the usable files and the
+    skipped ones (paths relative to the folder), the trainer's notes, the manifest's hash."""
+    root = Path(report.root) if report.root is not None else dataset
+
+    def relative(path: Path) -> str:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            return str(path)
+
+    return {
+        "dataset": str(root),
+        "usable": [relative(p) for p in report.usable],
+        "skipped": [{"path": name, "reason": why} for name, why in report.skipped.items()],
+        "notes": list(report.notes),
+        "manifest_sha256": report.manifest.sha256 if report.ok else None,
+    }
+
+
+def ingest_text(report: IngestReport, dataset: Path, trainer: str) -> str:
+    """The ingest report for people: what is used, what is skipped and why, the notes."""
+    root = Path(report.root) if report.root is not None else dataset
+    used, skipped = len(report.usable), len(report.skipped)
+    lines = [
+        f"dataset {root} (trainer {trainer}): {used} usable file{'s' * (used != 1)}, "
+        f"{skipped} skipped"
+    ]
+    for name, reason in list(report.skipped.items())[:_SKIPPED_SHOWN]:
+        lines.append(f"  skipped {name}: {reason}")
+    if skipped > _SKIPPED_SHOWN:
+        lines.append(f"  ... and {skipped - _SKIPPED_SHOWN} more skipped (all of them in --json)")
+    lines.extend(f"  note: {note}" for note in report.notes)
+    return "\n".join(lines) + "\n"
+
+
+def _no_usable_files(report: IngestReport, dataset: Path, trainer: str) -> str:
+    if not report.skipped:
+        return f"no usable files in {dataset} for trainer {trainer!r}: the folder is empty"
+    shown = "; ".join(f"{k}: {v}" for k, v in list(report.skipped.items())[:5])
+    more = len(report.skipped) - 5
+    return f"no usable files in {dataset} for trainer {trainer!r}: skipped {shown}" + (
+        f" (and {more} more)" if more > 0 else ""
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``aigc-studio train``: check the request and the data (the ingest report), train with
+    progress on stderr, print the adapter; Ctrl-C pauses. ``--resume JOB_ID`` goes on."""
+    if args.resume is not None:
+        return _train_resume(args)
+    if args.trainer is None:
+        raise CliUsageError(
+            f"name the TRAINER to train with (its id, as '{PROG} plugins' lists it), or "
+            "--resume JOB_ID"
+        )
+    if args.help_options:
+        host = load_plugin_host()
+        with _hinted_errors(host):
+            cls = host.find_trainer(args.trainer)
+        hint_failed_plugins(host)
+        sys.stdout.write(trainer_options_help(cls))
+        return EXIT_OK
+    request = _training_request(args)
+    with open_studio(start_workers=False) as studio:
+        with _hinted_errors(studio.plugins):  # every check before anything is queued or runs
+            cls = studio.plugins.find_trainer(request.trainer)
+            if request.base_model and not cls.uses_model:
+                raise CliUsageError(
+                    f"trainer {cls.id!r} uses no base model (it learns from your files alone): "
+                    f"remove --base {request.base_model}"
+                )
+            if cls.uses_model and not request.base_model and not cls.default_model:
+                raise CliUsageError(
+                    f"trainer {cls.id!r} has no default base model: name the model to train on "
+                    "with --base REF (a hub id, a local folder or a .safetensors file)"
+                )
+            report = studio.check_training(request)
+            if not report.ok:
+                raise CliUsageError(_no_usable_files(report, request.dataset, cls.id))
+        hint_failed_plugins(studio.plugins, quiet=args.json)
+        if not args.json:
+            sys.stderr.write(ingest_text(report, request.dataset, cls.id))
+            sys.stderr.flush()
+        if any(a.name == request.name for a in studio.adapters()):
+            _say(
+                f"warning: the library has an adapter named {request.name!r} already: --lora "
+                f"{request.name} will mean the new one (the older one keeps its id)",
+                quiet=args.json,
+            )
+        studio.start(adopt_queue=False)  # a one-shot command runs only its own job
+        return run_training(
+            studio, lambda: studio.submit_training(request), report=report, as_json=args.json
+        )
+
+
+def _training_request(args: argparse.Namespace) -> Any:
+    """A :class:`TrainingRequest` from ``train`` arguments (syntax checks only)."""
+    from pydantic import ValidationError
+
+    from studio.core.options import parse_set_pairs
+    from studio.core.training import TrainingRequest
+
+    missing = [
+        flag for flag, value in (("--data DIR", args.data), ("--name NAME", args.name)) if not value
+    ]
+    if missing:
+        raise CliUsageError(f"train {args.trainer}: give {' and '.join(missing)}")
+    data = Path(args.data).expanduser()
+    if not data.exists():
+        raise CliUsageError(f"--data {args.data}: no such folder ({data.absolute()})")
+    if not data.is_dir():
+        raise CliUsageError(
+            f"--data {args.data} is a file: give the folder holding the files to learn from"
+        )
+    options = parse_set_pairs(list(args.set))
+    try:
+        return TrainingRequest(
+            trainer=args.trainer,
+            base_model=args.base,
+            dataset=data.resolve(),
+            name=args.name.strip(),
+            options=options,
+        )
+    except ValidationError as exc:
+        raise CliUsageError(_pydantic_message(exc)) from None
+
+
+def _train_resume(args: argparse.Namespace) -> int:
+    """``train --resume JOB_ID``: re-queue a stopped training; it goes on from its last
+    complete checkpoint (the trainer checks it was made by the same run)."""
+    from pydantic import ValidationError
+
+    from studio.core.events import JobState
+    from studio.core.records import JobKind
+    from studio.core.training import TrainingRequest
+
+    given = [
+        flag
+        for flag, value in (
+            ("TRAINER", args.trainer),
+            ("--base", args.base),
+            ("--data", args.data),
+            ("--name", args.name),
+            ("--set", args.set),
+            ("--help-options", args.help_options),
+        )
+        if value
+    ]
+    if given:
+        raise CliUsageError(
+            f"--resume goes on with the training's own trainer, data and options: remove "
+            f"{', '.join(given)}"
+        )
+    with open_studio(start_workers=False) as studio:
+        record = _find_job(studio, args.resume)
+        job_id = record.id
+        if record.kind != JobKind.TRAIN:
+            raise CliUsageError(
+                f"job {job_id} is a {record.kind} job, not a training: only trainings resume"
+            )
+        checkpoint = studio.checkpoint_step(job_id)
+        state = record.state
+        if state == JobState.SUCCEEDED:
+            raise CliUsageError(
+                f"training job {job_id} has finished: its adapter is in the library "
+                f"('{PROG} adapters')"
+            )
+        live = state in (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)
+        if live or _running_elsewhere(studio, job_id):  # (marked interrupted, yet it runs)
+            raise CliUsageError(
+                f"training job {job_id} is {state if live else 'running'} in another studio "
+                "process (the window, or another command): pause or resume it there"
+            )
+        if state in (JobState.FAILED, JobState.CANCELLED) and checkpoint is None:
+            raise CliUsageError(
+                f"training job {job_id} was {state} before its first checkpoint: nothing to "
+                f"resume; start a new training ('{PROG} train {record.component} ...')"
+            )
+        try:
+            request = TrainingRequest.model_validate(record.request)
+        except ValidationError as exc:
+            raise CliUsageError(f"the stored request of job {job_id} is damaged: {exc}") from None
+        with _hinted_errors(studio.plugins):
+            report = studio.check_training(request, job_id=job_id)
+            if not report.ok:
+                raise CliUsageError(_no_usable_files(report, request.dataset, request.trainer))
+        hint_failed_plugins(studio.plugins, quiet=args.json)
+        if not args.json:
+            sys.stderr.write(ingest_text(report, request.dataset, request.trainer))
+            where = (
+                f"its checkpoint of step {checkpoint}"
+                if checkpoint is not None
+                else "the beginning (it has no checkpoint)"
+            )
+            _say(f"resuming training job {job_id} ({request.name!r}, {state}) from {where}")
+        studio.start(adopt_queue=False)
+
+        def submit() -> str:
+            if not studio.resume(job_id):
+                raise CliUsageError(f"training job {job_id} cannot be resumed now")
+            return job_id
+
+        return run_training(studio, submit, report=report, as_json=args.json)
+
+
+def _find_job(studio: Studio, ref: str) -> JobRecord:
+    """A job by its id, or by the start of it when that is unique among the recent jobs."""
+    try:
+        return studio.job(ref)
+    except KeyError:
+        pass
+    found = [r for r in studio.jobs() if ref and r.id.startswith(ref)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise CliUsageError(
+            f"job id {ref!r} is ambiguous: {', '.join(r.id for r in found[:5])}; give more of it"
+        )
+    raise CliUsageError(f"no job {ref!r}; '{PROG} jobs' lists them")
+
+
+class TrainingWatch:
+    """What a ``train`` command saw of its job: the last step, samples, notes, the adapter."""
+
+    def __init__(self) -> None:
+        self.step: dict[str, Any] | None = None
+        self.validation_loss: float | None = None
+        self.samples: list[dict[str, Any]] = []
+        self.notes: list[dict[str, str]] = []
+        self.adapter_id: str | None = None
+
+    def add(self, event: Any) -> None:
+        from studio.core.events import AdapterOutput, Note, Result, Sample, TextOutput, TrainStep
+
+        if isinstance(event, TrainStep):
+            if event.validation_loss is not None:
+                self.validation_loss = event.validation_loss
+            self.step = {
+                "step": event.step,
+                "total": event.total,
+                "loss": event.loss,
+                "lr": event.lr,
+                "validation_loss": self.validation_loss,
+            }
+        elif isinstance(event, Note):
+            self.notes.append({"level": event.level, "message": event.message})
+        elif isinstance(event, Sample):
+            output = event.output
+            sample: dict[str, Any] = {
+                "step": event.step,
+                "index": output.index,
+                "modality": output.modality,
+                "seed": output.seed,
+            }
+            if isinstance(output, TextOutput):
+                sample["text"] = output.text
+            prompt = output.extra.get("prompt")
+            if prompt is not None:
+                sample["prompt"] = prompt
+            self.samples.append(sample)
+        elif isinstance(event, Result) and isinstance(event.output, AdapterOutput):
+            adapter_id = event.output.extra.get("adapter_id")
+            self.adapter_id = adapter_id if isinstance(adapter_id, str) else None
+
+
+def run_training(
+    studio: Studio, submit: Callable[[], str], *, report: IngestReport, as_json: bool
+) -> int:
+    """Submit (or resume) a training, show its progress until it ends, then the adapter.
+
+    Ctrl-C pauses it at its next step boundary and says how to resume it; a second Ctrl-C
+    (while it gets there) cancels it.
+    """
+    events: queue.Queue[Any] = queue.Queue()
+    unsubscribe = studio.subscribe(events.put)
+    watch = TrainingWatch()
+    job_id: str | None = None
+
+    def eta() -> float | None:
+        return None if job_id is None else studio.eta(job_id)
+
+    printer = EventPrinter(sys.stderr, quiet=as_json, eta=eta)
+
+    def handle(event: Any) -> None:
+        watch.add(event)
+        printer.handle(event)
+
+    with contextlib.ExitStack() as stack:
+        stack.callback(unsubscribe)
+        try:
+            job_id = submit()  # events that come before it returns wait in the queue
+            stack.enter_context(_running_here(studio, job_id))
+            _say(
+                f"training job {job_id}: Ctrl-C pauses it, '{resume_command(job_id)}' goes on",
+                quiet=as_json,
+            )
+            follow_job(studio, job_id, events, handle)
+        except KeyboardInterrupt:
+            printer.close()
+            if job_id is None:
+                raise
+            return _pause_training(studio, job_id, events, handle, printer, watch, report, as_json)
+        printer.close()
+        record = studio.wait(job_id, timeout=10)
+        return _training_report(studio, record, watch, report, as_json)
+    raise AssertionError("unreachable")  # for mypy: the with block returns or raises
+
+
+def _run_lock(studio: Studio, job_id: str) -> Any:
+    """The lock file a command holds while it runs training ``job_id``."""
+    from studio.core.studio import HomeLock
+
+    studio.paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    return HomeLock(studio.paths.checkpoints / f"{job_id}.running")
+
+
+@contextmanager
+def _running_here(studio: Studio, job_id: str) -> Iterator[None]:
+    """Say (with a lock file) that this process runs training ``job_id``, while it does.
+
+    Another command opening the studio home marks the jobs of a command that holds no queue as
+    interrupted; ``train --resume`` must not start a second run of a training that still runs.
+    """
+    lock = _run_lock(studio, job_id)
+    held = lock.acquire()
+    try:
+        yield
+    finally:
+        if held:
+            lock.release()
+            Path(lock.path).unlink(missing_ok=True)
+
+
+def _running_elsewhere(studio: Studio, job_id: str) -> bool:
+    """Whether another command holds training ``job_id``'s run lock (it is running there)."""
+    lock = _run_lock(studio, job_id)
+    if not lock.acquire():
+        return True
+    lock.release()
+    return False
+
+
+def _pause_training(
+    studio: Studio,
+    job_id: str,
+    events: queue.Queue[Any],
+    handle: Callable[[Any], None],
+    printer: EventPrinter,
+    watch: TrainingWatch,
+    report: IngestReport,
+    as_json: bool,
+) -> int:
+    """Ctrl-C: pause the training at its next step boundary; say how to resume it. A second
+    Ctrl-C cancels it (its checkpoints stay: it can still be resumed)."""
+    from studio.core.events import JobState
+
+    _say(
+        f"pausing training job {job_id} at its next step (Ctrl-C again cancels it) ...",
+        quiet=as_json,
+    )
+    try:
+        if studio.pause(job_id):
+            state = follow_job(
+                studio, job_id, events, handle, until=lambda s: s == JobState.PAUSED or s.finished
+            )
+        else:
+            state = studio.job(job_id).state
+    except KeyboardInterrupt:
+        printer.close()
+        return _cancel_training(studio, job_id, watch, report, as_json)
+    printer.close()
+    record = studio.job(job_id)
+    if state.finished:  # it ended before it got to a step boundary
+        code = _training_report(studio, record, watch, report, as_json)
+        return EXIT_INTERRUPTED if code == EXIT_OK else code
+    checkpoint = studio.checkpoint_step(job_id)
+    if as_json:
+        _print_json(_training_document(studio, record, watch, report, checkpoint))
+    else:
+        at = f"step {record.step} of {record.total}" if record.total else "its start"
+        kept = (
+            f"its last checkpoint is step {checkpoint}"
+            + (" (the steps after it are trained again)" if checkpoint < record.step else "")
+            if checkpoint is not None
+            else "it has no checkpoint yet: a resume starts it from the beginning"
+        )
+        _say(f"paused training job {job_id} at {at}; {kept}")
+        _say(f"resume it with: {resume_command(job_id)}")
+    return EXIT_INTERRUPTED
+
+
+def _cancel_training(
+    studio: Studio, job_id: str, watch: TrainingWatch, report: IngestReport, as_json: bool
+) -> int:
+    """A second Ctrl-C: cancel the training (what it checkpointed stays, resumable)."""
+    _say(f"cancelling training job {job_id} ...", quiet=as_json)
+    try:
+        studio.cancel(job_id)
+        record = studio.wait(job_id, timeout=30)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except TimeoutError:
+        _err(f"job {job_id} did not stop within 30 s; it ends when the studio closes")
+        return EXIT_INTERRUPTED
+    _training_report(studio, record, watch, report, as_json)
+    return EXIT_INTERRUPTED
+
+
+def _training_document(
+    studio: Studio,
+    record: JobRecord,
+    watch: TrainingWatch,
+    report: IngestReport,
+    checkpoint: int | None,
+) -> dict[str, Any]:
+    """The ``train --json`` document (schema 1)."""
+    from studio.core.events import JobState
+
+    adapter = _adapter_of(studio, record.id, watch.adapter_id)
+    resumable = record.state != JobState.SUCCEEDED and (
+        checkpoint is not None or record.state in (JobState.PAUSED, JobState.INTERRUPTED)
+    )
+    dataset = Path(record.request.get("dataset") or ".")
+    return {
+        "schema": JSON_SCHEMA,
+        "job": record.to_json(),
+        "ingest": ingest_json(report, dataset),
+        "progress": watch.step,
+        "samples": watch.samples,
+        "notes": watch.notes,
+        "adapter": None if adapter is None else adapter_json(studio, adapter),
+        "checkpoint_step": checkpoint,
+        "resume": resume_command(record.id) if resumable else None,
+    }
+
+
+def _adapter_of(studio: Studio, job_id: str, adapter_id: str | None) -> AdapterRecord | None:
+    """The adapter a training job saved (``None``: none yet)."""
+    adapters = studio.adapters()
+    found = next((a for a in adapters if adapter_id and a.id == adapter_id), None)
+    return found or next((a for a in adapters if a.job_id == job_id), None)
+
+
+def _training_report(
+    studio: Studio,
+    record: JobRecord,
+    watch: TrainingWatch,
+    report: IngestReport,
+    as_json: bool,
+) -> int:
+    """Print how a training ended: the adapter and how to use it, or why it did not finish."""
+    from studio.core.events import JobState
+
+    checkpoint = None if record.state == JobState.SUCCEEDED else studio.checkpoint_step(record.id)
+    code = {JobState.SUCCEEDED: EXIT_OK, JobState.CANCELLED: EXIT_INTERRUPTED}.get(
+        record.state, EXIT_FAILED
+    )
+    if as_json:
+        _print_json(_training_document(studio, record, watch, report, checkpoint))
+    if record.state == JobState.SUCCEEDED:
+        adapter = _adapter_of(studio, record.id, watch.adapter_id)
+        if not as_json:
+            _adapter_summary(studio, record, adapter)
+        return code
+    if record.state == JobState.FAILED:
+        _err(f"job {record.id} failed: {record.error or 'unknown error'}")
+    elif not as_json:
+        _say(f"training job {record.id} {record.state}")
+    if checkpoint is not None and not as_json:
+        _say(f"its checkpoint of step {checkpoint} is kept: '{resume_command(record.id)}' goes on")
+    return code
+
+
+def _adapter_summary(studio: Studio, record: JobRecord, adapter: AdapterRecord | None) -> None:
+    """stdout: the adapter's path; stderr: what it is, where, and how to use it."""
+    took = (record.finished or 0) - (record.started or record.finished or 0)
+    if adapter is None:
+        print(
+            f"job {record.id} succeeded in {took:.1f} s but saved no adapter",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    sys.stdout.write(f"{adapter.path}\n")
+    sys.stdout.flush()
+    info = adapter_json(studio, adapter)
+    lines = [
+        f"job {record.id} succeeded in {took:.1f} s: adapter {adapter.name!r} is in the library",
+        f"  path: {adapter.path}",
+    ]
+    trained = _training_text(info["training"])
+    if trained:
+        lines.append(f"  training: {trained}")
+    if info["use"]:
+        lines.append(f"use it: {info['use']}")
+    else:
+        lines.append("no installed generator takes it (none accepts adapters of its kind)")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _training_text(training: dict[str, Any]) -> str:
+    """``120 steps, validation loss 2.3100 (best 2.2800)``: a training recipe's summary."""
+    parts = []
+    if training.get("steps") is not None:
+        parts.append(f"{training['steps']} steps")
+    final, best = training.get("validation_loss"), training.get("best_validation_loss")
+    if final is not None:
+        text = f"validation loss {final:.4f}"
+        if best is not None and best != final:
+            text += f" (best {best:.4f})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def training_summary(adapter: AdapterRecord, recipe: dict[str, Any] | None) -> dict[str, Any]:
+    """Steps and the final and best validation losses of an adapter's training, from its
+    training recipe (its ``result``) or, without one, from what the trainer reported."""
+    result = (recipe or {}).get("result")
+    result = result if isinstance(result, dict) else {}
+    extra = adapter.extra
+
+    def number(*values: Any) -> float | None:
+        for value in values:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return value
+        return None
+
+    steps = number(result.get("steps"), extra.get("steps"))
+    return {
+        "steps": None if steps is None else int(steps),
+        "validation_loss": number(
+            result.get("validation_last"),
+            result.get("exported_validation"),
+            extra.get("validation_loss"),
+        ),
+        "best_validation_loss": number(result.get("validation_best")),
+        "best_step": number(result.get("best_step")),
+    }
+
+
+def _usable_with(studio: Studio, adapter: AdapterRecord) -> list[Any]:
+    """The installed generators that apply ``adapter``: the ones it names, else those that
+    load a model and take adapters of its modality."""
+    generators = studio.plugins.generators
+    if adapter.generators:
+        found = [generators[g] for g in adapter.generators if g in generators]
+    elif adapter.base_model is None:
+        return []
+    else:  # those loading a model, the ones whose default model is its base model first
+        found = [g for g in generators.values() if g.modality == adapter.modality and g.uses_model]
+        found.sort(key=lambda g: g.default_model != adapter.base_model)
+    return [g for g in found if g.supports_lora]
+
+
+def adapter_usage(studio: Studio, adapter: AdapterRecord) -> str | None:
+    """The command that uses ``adapter`` (``aigc-studio generate GEN [--model BASE] --lora
+    NAME``), or ``None`` when no installed generator takes it."""
+    import shlex
+
+    usable = _usable_with(studio, adapter)
+    if not usable:
+        return None
+    cls = usable[0]
+    newest = next((a for a in studio.adapters() if a.name == adapter.name), None)
+    ref = adapter.name if newest is not None and newest.id == adapter.id else adapter.id
+    parts = [PROG, "generate", cls.id]
+    if adapter.base_model and cls.uses_model and adapter.base_model != cls.default_model:
+        parts += ["--model", adapter.base_model]
+    parts += ["--lora", ref]
+    command = " ".join(shlex.quote(p) for p in parts)
+    return command + (" --prompt TEXT" if cls.prompt_required else "")
+
+
+def adapter_json(studio: Studio, adapter: AdapterRecord) -> dict[str, Any]:
+    """One adapter as ``adapters --json`` (and ``train --json``) show it."""
+    recipe = studio.training_recipe(adapter)
+    trainer = (recipe or {}).get("trainer") or adapter.extra.get("trainer")
+    if not trainer and adapter.job_id:
+        try:
+            trainer = studio.job(adapter.job_id).component
+        except KeyError:
+            trainer = None
+    return {
+        "id": adapter.id,
+        "name": adapter.name,
+        "trainer": trainer,
+        "modality": adapter.modality,
+        "base_model": adapter.base_model,
+        "generators": list(adapter.generators),
+        "usable_with": [g.id for g in _usable_with(studio, adapter)],
+        "created": adapter.created,
+        "path": str(adapter.path),
+        "sha256": adapter.sha256,
+        "job_id": adapter.job_id,
+        "training": training_summary(adapter, recipe),
+        "use": adapter_usage(studio, adapter),
+        "recipe": recipe,
+        "extra": adapter.extra,
+    }
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    """``aigc-studio adapters``: the adapter library, newest first."""
+    with open_studio(start_workers=False) as studio:
+        documents = [adapter_json(studio, a) for a in studio.adapters()]
+        hint_failed_plugins(studio.plugins, quiet=args.json)
+    if args.json:
+        _print_json({"schema": JSON_SCHEMA, "adapters": documents})
+        return EXIT_OK
+    if not documents:
+        sys.stdout.write(f"no adapters; train one with '{PROG} train TRAINER ...'\n")
+        return EXIT_OK
+    rows = []
+    for a in documents:
+        training = a["training"]
+        final, best = training["validation_loss"], training["best_validation_loss"]
+        loss = "-" if final is None else f"{final:.4f}"
+        if best is not None:
+            loss += f" / {best:.4f}"
+        rows.append(
+            [
+                a["name"],
+                a["trainer"] or "-",
+                a["base_model"] or "(none)",
+                ", ".join(a["usable_with"] or a["generators"]) or "-",
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(a["created"])),
+                "-" if training["steps"] is None else str(training["steps"]),
+                loss,
+                a["path"],
+            ]
+        )
+    headers = [
+        "name",
+        "trainer",
+        "base model",
+        "for",
+        "created",
+        "steps",
+        "val loss (final / best)",
+        "path",
+    ]
+    sys.stdout.write(_table(headers, rows))
+    return EXIT_OK
 
 
 # --- models / jobs -------------------------------------------------------------------------

@@ -1069,6 +1069,71 @@ class Studio:
             "they are"
         )
 
+    # -- trainings, for the command line and the window ------------------------------------------
+    def check_training(
+        self, request: TrainingRequest, *, job_id: str | None = None
+    ) -> IngestReport:
+        """Validate a training request as :meth:`submit_training` does, without queueing it:
+        the trainer, the dataset folder, the options, the base model, then the trainer's
+        ``ingest``. Returns the ingest report, also when it found no usable file (``report.ok``
+        is then false, and :meth:`submit_training` would refuse the request).
+
+        ``job_id``: the stored training ``request`` comes from, about to be resumed: a dataset
+        whose files changed since it was submitted is refused, as the resume would be.
+
+        :raises InvalidRequest: naming the problem and what is allowed.
+        """
+        cls = self.plugins.find_trainer(request.trainer)
+        dataset = Path(request.dataset).expanduser()
+        if not dataset.is_dir():
+            raise InvalidRequest(
+                f"dataset {dataset} is not a folder: give the folder holding your files"
+            )
+        dataset = dataset.resolve()
+        options = validate_options(cls.Options, request.options)
+        self._base_model_for(cls, request.base_model)
+        report = self._ingest(cls, dataset, options)
+        submitted = None if job_id is None else self.job(job_id).request.get("dataset_manifest")
+        if isinstance(submitted, str) and report.ok:
+            manifest = report.manifest
+            if manifest.sha256 != submitted:
+                raise InvalidRequest(self._dataset_changed(dataset, submitted, manifest, job_id))
+        return report
+
+    def checkpoint_step(self, job_id: str) -> int | None:
+        """The step of a training's newest complete checkpoint (where a resume goes on from),
+        or ``None`` when it has none."""
+        from studio.core.checkpoints import CheckpointStore
+
+        store = CheckpointStore(self.paths.checkpoints / job_id)
+        latest = store.latest()
+        if latest is None:
+            return None
+        try:
+            return store.step_of(latest)
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def training_recipe(self, adapter: AdapterRecord) -> dict[str, Any] | None:
+        """The training recipe saved with an adapter, or ``None`` when it has none that reads.
+
+        A trainer names its recipe file in the adapter's ``extra["recipe"]`` (a file in the
+        adapter's folder, or next to its file); ``training_recipe.json`` is looked for otherwise.
+        """
+        import json
+
+        path = Path(adapter.path)
+        folder = path if path.is_dir() else path.parent
+        name = adapter.extra.get("recipe")
+        name = name if isinstance(name, str) and name else "training_recipe.json"
+        candidate = folder / name
+        try:
+            candidate.resolve().relative_to(folder.resolve())  # the recipe stays in the folder
+            recipe = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return recipe if isinstance(recipe, dict) else None
+
 
 class HomeLock:
     """An advisory, process-wide lock on a studio home (released when the process dies)."""
