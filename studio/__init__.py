@@ -56,7 +56,6 @@ from studio.core.finetune import (
     LoopSettings,
     ResumeMismatch,
     TrainingFailed,
-    manifest_hash,
     run_fingerprint,
     steps_for_epochs,
 )
@@ -130,7 +129,6 @@ __all__ = [
     "is_host",
     "is_out_of_memory",
     "locate_model",
-    "manifest_hash",
     "quiet_model_loading",
     "run_fingerprint",
     "sha256_file",

@@ -10,6 +10,8 @@
   ``Assistant:`` transcript for a model without one, as the text generator does); only the
   assistant turns (with their end-of-turn token) are learnt.
 
+The files are checked by the studio's shared ingest (:func:`studio.ingest_dataset`: UTF-8, not
+empty, a JSON object per ``.jsonl`` line); :func:`check_chat_file` adds what chat examples need.
 Labels follow transformers' convention: the token ids, with ``-100`` where nothing is learnt.
 torch is imported inside the functions.
 """
@@ -30,7 +32,7 @@ TEXT_SUFFIXES = (".txt", ".md")
 CHAT_SUFFIXES = (".jsonl",)
 SUFFIXES = TEXT_SUFFIXES + CHAT_SUFFIXES
 #: Larger files are refused (a text corpus is rarely more; a mistaken file often is).
-MAX_FILE_BYTES = 256 * 2**20
+MAX_FILE_BYTES = 256 * 10**6
 ROLES = ("system", "user", "assistant")
 IGNORE = -100
 
@@ -60,39 +62,11 @@ class Examples:
 # --- checking files (ingest) --------------------------------------------------------------------
 
 
-def check_file(path: Path) -> str | None:
-    """Why ``path`` cannot be trained on, or ``None`` when it can (no model needed)."""
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        return f"not a text file ({', '.join(TEXT_SUFFIXES)}) or chat examples (.jsonl)"
-    size = path.stat().st_size
-    if size == 0:
-        return "empty file"
-    if size > MAX_FILE_BYTES:
-        return f"larger than {MAX_FILE_BYTES // 2**20} MB: split it into smaller files"
-    try:
-        text = read_text(path)
-    except UnicodeDecodeError as exc:
-        return f"not UTF-8 text (undecodable byte at offset {exc.start}): save it as UTF-8"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    if "\x00" in text:
-        return "holds NUL bytes: a binary file, not text"
-    if not text.strip():
-        return "holds only white space"
-    if suffix in CHAT_SUFFIXES:
-        return _check_chat(text)
-    return None
-
-
-def read_text(path: Path) -> str:
-    """A file's text (UTF-8, a byte-order mark dropped, line ends as ``\\n``)."""
-    return path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _check_chat(text: str) -> str | None:
+def check_chat_file(path: Path) -> str | None:
+    """Why a ``.jsonl`` file the shared ingest found usable (UTF-8, a JSON object a line) holds
+    no chat example this trainer can learn from, or ``None`` when it does."""
     count = 0
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -101,6 +75,11 @@ def _check_chat(text: str) -> str | None:
             return f"line {number}: {exc}"
         count += bool(messages)
     return None if count else "no chat example in it"
+
+
+def read_text(path: Path) -> str:
+    """A file's text (UTF-8, a byte-order mark dropped, line ends as ``\\n``)."""
+    return path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def parse_chat_line(line: str) -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +37,10 @@ from studio import (
     TextOutput,
     Trainer,
     TrainingRun,
-    manifest_hash,
+    ingest_dataset,
     quiet_model_loading,
     run_fingerprint,
-    sha256_file,
+    split_validation,
 )
 
 from .adapters import _strip, has_adapters
@@ -53,10 +53,12 @@ from .options import TextOptions
 from .prompting import PromptPlan, build_prompt
 from .train_data import (
     CHAT_SUFFIXES,
+    MAX_FILE_BYTES,
+    SUFFIXES,
     Example,
     causal_lm_loss,
     chat_example,
-    check_file,
+    check_chat_file,
     chunk,
     collate,
     encode_document,
@@ -94,24 +96,28 @@ class TextLoraTrainer(Trainer[TextLoraOptions]):
     # -- before the run ------------------------------------------------------------------------
     def ingest(self, dataset: Path, options: TextLoraOptions) -> IngestReport:
         """Which files are UTF-8 text or chat examples this trainer can learn from (the others,
-        with the reason); files in sub-folders count, hidden ones are left out."""
-        report = IngestReport()
-        root = Path(dataset)
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            relative = path.relative_to(root)
-            if any(part.startswith(".") for part in relative.parts):
-                continue
-            reason = check_file(path)
-            if reason is None:
-                report.usable.append(path)
-            else:
-                report.skipped[relative.as_posix()] = reason
-        chats = sum(1 for p in report.usable if p.suffix.lower() in CHAT_SUFFIXES)
-        texts = len(report.usable) - chats
-        size = sum(p.stat().st_size for p in report.usable)
-        report.notes.append(
-            f"{texts} text file(s), {chats} chat example file(s), {size / 1024:.1f} KiB"
+        with the reason): the studio's shared ingest, and the chat examples' own checks."""
+        return self._ingest(dataset)
+
+    @staticmethod
+    def _ingest(dataset: Path, hash_file: Callable[[Path], str] | None = None) -> IngestReport:
+        report = ingest_dataset(
+            dataset,
+            kinds=("text",),
+            extensions=SUFFIXES,
+            max_file_bytes=MAX_FILE_BYTES,
+            hash_file=hash_file,
         )
+        for path in list(report.usable):
+            if path.suffix.lower() in CHAT_SUFFIXES:
+                reason = check_chat_file(path)
+                if reason is not None:
+                    report.skip(path, reason)
+        chats = sum(1 for p in report.usable if p.suffix.lower() in CHAT_SUFFIXES)
+        if report.usable:
+            report.notes.append(
+                f"{len(report.usable) - chats} text file(s) and {chats} chat example file(s)"
+            )
         return report
 
     # -- the run ---------------------------------------------------------------------------------
@@ -123,15 +129,15 @@ class TextLoraTrainer(Trainer[TextLoraOptions]):
         opts = _options(request.options)
         assert request.base_model is not None, "the text trainer always has a base model"
         assert ctx.checkpoints is not None, "the studio gives every training a checkpoint store"
-        report = self.ingest(request.dataset, opts)
+        report = self._ingest(request.dataset, ctx.hash_file)
         if not report.usable:
             raise InvalidRequest(f"no usable text in {request.dataset}: {_skipped(report)}")
         for name, reason in list(report.skipped.items())[:20]:
             yield Note(f"skipped {name}: {reason}", level="warning")
         resolved = ctx.resolve_model(request.base_model)
-        dataset_hash = manifest_hash(report.usable, request.dataset, ctx.hash_file or sha256_file)
+        dataset_hash = report.manifest.sha256
         with use_model_info(ctx, resolved) as info:
-            data = prepare_data(info, report.usable, opts)
+            data = prepare_data(info, report.usable, opts, root=report.root)
             prompts = sample_plans(info, opts)
             for message in data.notes:
                 yield Note(message)
@@ -316,8 +322,8 @@ class PreparedData:
 
 
 def held_out(count: int, opts: TextLoraOptions, salt: int) -> set[int]:
-    """Which of ``count`` items the seeded validation split holds out (at least one when a
-    split is asked for and there are two items or more; never all)."""
+    """Which of ``count`` examples (of a single file) the seeded validation split holds out (at
+    least one when a split is asked for and there are two or more; never all)."""
     if opts.validation_count:
         wanted = opts.validation_count
     elif opts.validation_fraction > 0:
@@ -333,11 +339,17 @@ def held_out(count: int, opts: TextLoraOptions, salt: int) -> set[int]:
     return {int(i) for i in order[:wanted]}
 
 
-def prepare_data(info: TextModelInfo, files: Sequence[Path], opts: TextLoraOptions) -> PreparedData:
+def prepare_data(
+    info: TextModelInfo,
+    files: Sequence[Path],
+    opts: TextLoraOptions,
+    root: Path | None = None,
+) -> PreparedData:
     """Tokenize the files, cut them into examples and split off the validation part.
 
-    With two files or more whole files are held out (nothing of them is seen in training); with
-    one, examples of it are.
+    With two files or more whole files are held out (the studio's seeded split,
+    :func:`studio.split_validation`: nothing of them is seen in training); with one, examples of
+    it are.
     """
     tokenizer = info.tokenizer
     notes = []
@@ -351,7 +363,15 @@ def prepare_data(info: TextModelInfo, files: Sequence[Path], opts: TextLoraOptio
     pad_id = info.pad_id if info.pad_id is not None else 0
     eos = tokenizer.eos_token_id
     files = list(files)
-    held = held_out(len(files), opts, salt=1) if len(files) > 1 else set()
+    held: set[int] = set()
+    if len(files) > 1:
+        split = (
+            {"count": opts.validation_count}
+            if opts.validation_count
+            else {"fraction": opts.validation_fraction}
+        )
+        _, held_files = split_validation(files, seed=opts.seed, root=root, **split)
+        held = {files.index(path) for path in held_files}
     documents: dict[bool, list[list[int]]] = {False: [], True: []}
     chats: dict[bool, list[Example]] = {False: [], True: []}
     truncated = 0

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import math
 import random
@@ -215,7 +214,8 @@ def run_fingerprint(
     """What identifies a run for resuming: a checkpoint of another fingerprint is refused.
 
     ``base_model`` is the model's recipe entry (``ctx.describe_model``: reference, revision,
-    weights hash); ``dataset`` the dataset manifest's hash; ``options`` the options that shape
+    weights hash); ``dataset`` the dataset manifest's hash (``report.manifest.sha256`` of the
+    ingest report); ``options`` the options that shape
     what is learnt (leave out the ones that only change what is shown, like sample prompts).
     """
     return {
@@ -226,18 +226,6 @@ def run_fingerprint(
         "options": _jsonable(dict(options)),
         **{key: _jsonable(value) for key, value in extra.items()},
     }
-
-
-def manifest_hash(files: Iterable[Path], root: Path, hash_file: Callable[[Path], str]) -> str:
-    """A hash of a dataset's files: their paths relative to ``root`` and their sha256.
-
-    A stand-in for the dataset manifest's own hash, for datasets that have no manifest.
-    """
-    entries = sorted(
-        (Path(f).resolve().relative_to(Path(root).resolve()).as_posix(), hash_file(Path(f)))
-        for f in files
-    )
-    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
 def fingerprint_differences(

@@ -36,7 +36,6 @@ from studio.core.finetune import (
     ResumeMismatch,
     TrainingFailed,
     fingerprint_differences,
-    manifest_hash,
     run_fingerprint,
     shard,
     steps_for_epochs,
@@ -219,16 +218,6 @@ def test_settings_are_checked_with_a_clear_message() -> None:
         LoopSettings(scheduler="warp").check()  # type: ignore[arg-type]
     with pytest.raises(InvalidRequest, match="fp16 needs a CUDA GPU"):
         make_loop(Path("."), settings=settings(mixed_precision="fp16")).run().__next__()
-
-
-def test_manifest_hash_follows_names_and_content(tmp_path: Path) -> None:
-    (tmp_path / "a.txt").write_text("one")
-    (tmp_path / "b.txt").write_text("two")
-    files = sorted(tmp_path.glob("*.txt"))
-    first = manifest_hash(files, tmp_path, sha256_file)
-    assert manifest_hash(list(reversed(files)), tmp_path, sha256_file) == first
-    (tmp_path / "b.txt").write_text("three")
-    assert manifest_hash(files, tmp_path, sha256_file) != first
 
 
 def test_fingerprint_differences_name_the_keys() -> None:

@@ -36,6 +36,7 @@ from studio.testing.contract import (
 )
 from studio.testing.fakes import EventRecorder
 from studio.testing.models_text import (
+    REPETITIVE_LINES,
     make_tiny_causal_lm,
     tiny_tokenizer,
     write_chat_corpus,
@@ -46,7 +47,7 @@ from studio_text.train_data import (
     IGNORE,
     Example,
     chat_example,
-    check_file,
+    check_chat_file,
     chunk,
     collate,
     pack,
@@ -141,24 +142,22 @@ def test_ingest_skips_what_it_cannot_learn_from_with_reasons(tmp_path: Path) -> 
         "text-1.txt",
     ]
     skipped = report.skipped
-    assert skipped["empty.txt"] == "empty file"
+    assert skipped["empty.txt"].startswith("empty file")
     assert "not UTF-8" in skipped["latin1.txt"]
     assert "white space" in skipped["blank.md"]
-    assert "not a text file" in skipped["picture.png"]
-    assert "no assistant message" in skipped["bad.jsonl"]
-    assert skipped["notjson.jsonl"].startswith("line 1: not JSON")
+    assert "this trainer takes text" in skipped["picture.png"]
+    assert skipped["notjson.jsonl"].startswith("line 1 is not JSON")
+    assert skipped["bad.jsonl"] == "line 1: no assistant message to learn from"  # its own check
     assert ".hidden.txt" not in skipped
-    assert report.notes == [
-        f"2 text file(s), 1 chat example file(s), "
-        f"{sum(p.stat().st_size for p in report.usable) / 1024:.1f} KiB"
-    ]
+    assert "2 text file(s) and 1 chat example file(s)" in report.notes
+    assert [e.path for e in report.manifest.entries] == ["chats.jsonl", "sub/poem.md", "text-1.txt"]
 
 
 def test_check_file_names_the_bad_line_of_chat_examples(tmp_path: Path) -> None:
     path = tmp_path / "chat.jsonl"
     good = '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}'
     path.write_text(good + "\n\n" + '{"messages": [{"role": "robot", "content": "x"}]}\n')
-    reason = check_file(path)
+    reason = check_chat_file(path)
     assert reason is not None and reason.startswith("line 3: message 1 needs a role")
 
 
@@ -327,7 +326,7 @@ def test_the_adapter_has_the_peft_layout_and_its_recipe(
 def test_the_adapter_loads_in_the_text_generator_and_changes_its_output(
     studio_app: Studio, models: dict[str, Path], corpus: Path
 ) -> None:
-    options = {**FAST, "steps": 10, "learning_rate": 0.05, "target_modules": "all-linear"}
+    options = {**FAST, "steps": 20, "learning_rate": 0.05, "target_modules": "all-linear"}
     _, [adapter] = run_trainer(
         TextLoraTrainer, corpus, studio_app, options=options, base_model=str(models["gpt2"])
     )
@@ -342,6 +341,10 @@ def test_the_adapter_loads_in_the_text_generator_and_changes_its_output(
     plain, _ = generate([])
     adapted, recipe = generate([str(adapter.path)])
     assert adapted != plain
+    # what it learnt shows: the plain random model writes no word of the corpus
+    words = {w.strip(".,").lower() for line in REPETITIVE_LINES for w in line.split()}
+    assert not words & set(plain.lower().split())
+    assert words & set(adapted.lower().split()), adapted
     assert [a["ref"] for a in recipe["adapters"]] == [str(adapter.path)]
     again, _ = generate([])
     assert again == plain  # the adapter was applied for its run only
@@ -529,24 +532,32 @@ def _stop_after_a_checkpoint(studio_app: Studio) -> Any:
     return on_event
 
 
-def test_a_resume_on_changed_data_is_refused_with_what_differs(
-    studio_app: Studio, models: dict[str, Path], corpus: Path
+@pytest.mark.parametrize("change", ["dataset", "base model"])
+def test_a_resume_after_a_change_is_refused_with_what_differs(
+    studio_app: Studio, models: dict[str, Path], corpus: Path, tmp_path: Path, change: str
 ) -> None:
+    model = make_tiny_causal_lm(tmp_path / "model", "gpt2", seed=0)
     with registered(studio_app, TextLoraTrainer):
         stop = studio_app.subscribe(_stop_after_a_checkpoint(studio_app))
         try:
-            job_id = studio_app.submit_training(_request(corpus, models["gpt2"]))
+            job_id = studio_app.submit_training(_request(corpus, model))
             first = studio_app.wait(job_id, timeout=120)
         finally:
             stop()
         assert first.state == JobState.CANCELLED
-        (corpus / "text-1.txt").write_text("Something else entirely.\n" * 20, encoding="utf-8")
+        if change == "dataset":
+            (corpus / "text-1.txt").write_text("Something else entirely.\n" * 20)
+        else:
+            make_tiny_causal_lm(model, "gpt2", seed=1)  # other weights in the same folder
         assert studio_app.resume(job_id)
         second = studio_app.wait(job_id, timeout=120)
     assert second.state == JobState.FAILED
     assert second.error is not None
-    assert "cannot resume from the checkpoint of step 2" in second.error
-    assert "dataset" in second.error
+    if change == "dataset":  # the studio itself may notice first; either way, it says so
+        assert "dataset" in second.error and "changed" in second.error
+    else:
+        assert "cannot resume from the checkpoint of step 2" in second.error
+        assert "base_model.sha256" in second.error
     assert not [a for a in studio_app.adapters() if a.job_id == job_id]
 
 
