@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from studio.core.plugins import GeneratorChoice, PluginHost, PluginInfo
     from studio.core.records import AdapterRecord, JobRecord
     from studio.core.studio import Studio
-    from studio.core.training import IngestReport, Trainer
+    from studio.core.training import IngestReport, Trainer, TrainingRequest
 
 PROG = "aigc-studio"
 #: Version of every ``--json`` document's layout; bumped only on incompatible changes.
@@ -1541,7 +1541,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
 
 
-def _training_request(args: argparse.Namespace) -> Any:
+def _training_request(args: argparse.Namespace) -> TrainingRequest:
     """A :class:`TrainingRequest` from ``train`` arguments (syntax checks only)."""
     from pydantic import ValidationError
 
@@ -1818,9 +1818,8 @@ def _pause_training(
         return _cancel_training(studio, job_id, watch, report, as_json)
     printer.close()
     record = studio.job(job_id)
-    if state.finished:  # it ended before it got to a step boundary
-        code = _training_report(studio, record, watch, report, as_json)
-        return EXIT_INTERRUPTED if code == EXIT_OK else code
+    if state.finished:  # it ended before it got to a step boundary: as it ended
+        return _training_report(studio, record, watch, report, as_json)
     checkpoint = studio.checkpoint_step(job_id)
     if as_json:
         _print_json(_training_document(studio, record, watch, report, checkpoint))

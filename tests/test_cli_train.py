@@ -439,6 +439,31 @@ def test_resume_refuses_what_cannot_go_on(
     assert "was cancelled before its first checkpoint: nothing to resume" in err
 
 
+def test_a_paused_training_in_json(
+    plugins: dict,
+    tmp_path: Path,
+    studio_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    ctrl_c: Callable[..., list[str]],
+) -> None:
+    data = pictures(tmp_path / "data", junk=False)
+    ctrl_c(at_step=4)
+    options = ["--set", "steps=9", "--set", "checkpoint_every=3", "--set", "sample_every=2"]
+    code = main(["train", "fake-lora", "--data", str(data), "--name", "n", *options, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 130
+    assert err == ""
+    doc = json.loads(out)
+    assert doc["job"]["state"] == "paused" and doc["job"]["step"] == 4
+    assert doc["progress"] == {
+        "step": 4, "total": 9, "loss": fake_loss(4, "n"), "lr": 1e-4, "validation_loss": None,
+    }  # fmt: skip
+    assert [s["step"] for s in doc["samples"]] == [2, 4]
+    assert doc["adapter"] is None
+    assert doc["checkpoint_step"] == 3
+    assert doc["resume"] == f"aigc-studio train --resume {doc['job']['id']}"
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
 def test_ctrl_c_in_a_terminal_pauses_and_a_new_command_resumes(
     plugins: dict[str, str], tmp_path: Path, studio_home: Path, capsys: pytest.CaptureFixture[str]
