@@ -106,7 +106,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def machine() -> dict[str, Any]:
     """Where the numbers were taken (versions read from metadata: nothing heavy imported)."""
     versions: dict[str, str | None] = {}
-    for dist in ("aigc-studio", "torch", "diffusers", "transformers"):
+    for dist in ("aigc-studio", "torch", "diffusers", "transformers", "peft", "accelerate"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -116,6 +116,8 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        # 1, 5, 15-minute load averages when the run started: other work on the machine
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "versions": versions,
     }
 
