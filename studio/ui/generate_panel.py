@@ -516,8 +516,18 @@ class GeneratePanel(QWidget):
     def use_adapter(self, name: str) -> bool:
         """Add adapter ``name`` to the adapter list, or select its row (after a training).
 
-        False when the library does not have it (it is added all the same, with a warning)."""
+        False when the library does not have it (it is added all the same, with a warning).
+        The model becomes the adapter's base model (an adapter only fits the model it was
+        trained on)."""
         self.session.refresh_adapters()
+        gen = self.generator
+        newest_first = sorted(self.session.adapters, key=lambda a: -a.created)
+        record = next((a for a in newest_first if name in (a.id, a.name)), None)
+        fits = gen is not None and uses_model(gen)
+        base = record.base_model if record is not None else None
+        if fits and base and self.model_picker.effective_ref() != base:
+            self.model_picker.set_ref(base)
+            self._model_chosen()
         return self.adapter_list.use(name).problem() is None
 
     # -- errors -------------------------------------------------------------------------------

@@ -1,20 +1,32 @@
 """The training panel, built against the trainer contract: trainer, base model and a folder; the
-ingest report; options from the trainer's Options; start; a live loss curve; the samples grid;
-and the resulting adapter one click away from use. A trainer that uses no model
-(``uses_model = False``) gets no base-model picker."""
+ingest report; options from the trainer's Options; start; the live loss and validation curves
+with the latest numbers; the samples as they arrive (pictures, sounds, or text to read); the
+run's notes; pause, resume (also after a restart) and cancel; and the resulting adapter one click
+away from use in the matching generator. A trainer that uses no model (``uses_model = False``)
+gets no base-model picker.
+
+What a trainer reports is read from the events every trainer yields: ``TrainStep`` (step, loss,
+learning rate, validation loss), ``Sample``, ``Note``; the shared training loop's notes of the
+validation loss before and after training add the first and last points of the validation curve;
+an adapter whose ``extra`` holds ``perplexity_before`` / ``perplexity_after`` (the text trainer's)
+shows them side by side.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtGui import QColor, QFont, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QFrame,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -25,29 +37,77 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSplitter,
+    QStackedWidget,
+    QStyle,
+    QTabWidget,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.core.errors import StudioError
-from studio.core.events import ImageOutput, JobState, TextOutput, TrainStep, kind_of
+from studio.core.events import (
+    AudioOutput,
+    ImageOutput,
+    JobState,
+    Note,
+    TextOutput,
+    TrainStep,
+    kind_of,
+)
 from studio.core.options import FieldSpec
-from studio.core.records import JobKind
+from studio.core.records import AdapterRecord, JobKind, JobRecord
 from studio.core.training import IngestReport, TrainingRequest
 from studio.ui.model_picker import ModelPicker
 from studio.ui.options_form import OptionsForm, PathEditor
-from studio.ui.util import discard, eta_seconds, human_duration, pil_to_qimage
+from studio.ui.util import discard, human_duration, pil_to_qimage
 
 if TYPE_CHECKING:
     from studio.core.training import Trainer
     from studio.ui.session import Session
 
 SAMPLE_ICON = QSize(96, 96)
+#: the states from which "Resume" goes on with a training (from its last checkpoint)
+RESUMABLE = (JobState.PAUSED, JobState.INTERRUPTED, JobState.FAILED, JobState.CANCELLED)
+WARNING_COLOR = QColor(200, 110, 0)
+
+# The shared training loop's (studio.core.finetune) notes that carry a validation loss: before
+# training (drawn at step 0) and the final one ("after X (last weights, step N)").
+_BEFORE = re.compile(r"^validation loss before training: (?P<loss>[-+0-9.eE]+|nan|inf)$")
+_AFTER = re.compile(r"after (?P<loss>[-+0-9.eE]+) \((?:last|best) weights, step (?P<step>\d+)\)")
+# characters a sample's text may hold that a reader should not see raw (a tiny model's bytes)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def uses_model(trainer: type[Trainer]) -> bool:
     """Whether the trainer starts from a base model (a model-free one shows no picker)."""
     return trainer.uses_model
+
+
+def validation_from_note(message: str) -> tuple[int, float] | None:
+    """The validation loss a training-loop note reports: ``(0, loss)`` before training,
+    ``(step, loss)`` for the final one; ``None`` for any other note."""
+    found = _BEFORE.match(message.strip())
+    if found:
+        return 0, float(found["loss"])
+    found = _AFTER.search(message) if message.startswith("validation loss: ") else None
+    if found:
+        return int(found["step"]), float(found["loss"])
+    return None
+
+
+def readable(text: str) -> str:
+    """A sample's text as it can be shown: control characters as a middle dot, no run of
+    blank lines, no trailing white space."""
+    text = _CONTROL.sub("·", text)
+    return re.sub(r"\n\s*\n(\s*\n)+", "\n\n", text).rstrip()
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    """A loss or rate for the eye: 4 significant digits; a dash when unknown."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.{digits}g}"
 
 
 class IngestView(QLabel):
@@ -69,20 +129,143 @@ class IngestView(QLabel):
     def show_report(self, report: IngestReport) -> None:
         self.report = report
         n = len(report.usable)
-        head = (
-            f"<b>{n} usable file{'s' if n != 1 else ''}</b>"
-            if n
-            else "<b style='color:#d33'>No usable file in this folder.</b>"
-        )
-        lines = [head]
-        lines += [f"• {escape(note)}" for note in report.notes]
+        notes = list(report.notes)
+        # the shared ingest's first note counts the usable files (with their kinds and size):
+        # it is the heading; its note of the skipped files heads their reasons
+        head = notes.pop(0) if n and notes and notes[0].startswith(f"{n} usable file") else None
+        skipped = len(report.skipped)
+        pattern = re.compile(rf"^{skipped} files? skipped\b")
+        skip_note = next((note for note in notes if skipped and pattern.match(note)), None)
+        if skip_note is not None:
+            notes.remove(skip_note)
+        if n:
+            lines = [f"<b>{escape(head or f'{n} usable file' + ('s' if n != 1 else ''))}</b>"]
+        else:
+            lines = ["<b style='color:#d33'>No usable file in this folder.</b>"]
+        lines += [f"• {escape(note)}" for note in notes]
         if report.skipped:
-            lines.append(f"Skipped {len(report.skipped)}:")
+            lines.append(escape(skip_note) if skip_note else f"Skipped {skipped}:")
             items = list(report.skipped.items())
             lines += [f"&nbsp;&nbsp;{escape(name)}: {escape(why)}" for name, why in items[:8]]
             if len(items) > 8:
                 lines.append(f"&nbsp;&nbsp;… and {len(items) - 8} more")
         self.setText("<br>".join(lines))
+
+
+class RunStats(QWidget):
+    """The latest numbers of a run, each a value over its caption: step, training loss,
+    validation loss, perplexity (when the trainer reports it), learning rate, time left."""
+
+    FIELDS = (
+        ("step", "step"),
+        ("loss", "training loss"),
+        ("validation", "validation loss"),
+        ("perplexity", "perplexity before → after"),
+        ("lr", "learning rate"),
+        ("eta", "time left"),
+    )
+    TIPS = {
+        "loss": "The loss on the batch of this step: it is noisy; lower is better.",
+        "validation": "The loss on the files held out from training: if it rises while the "
+        "training loss still falls, the adapter learns your files by heart.",
+        "perplexity": "How surprised the model is by your held-out text, before training and "
+        "with the adapter (lower is better; it is the exponential of the validation loss).",
+        "lr": "The learning rate of this step (it warms up, then falls with the schedule).",
+    }
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 2, 0, 2)
+        grid.setHorizontalSpacing(18)
+        grid.setVerticalSpacing(0)
+        self.values: dict[str, QLabel] = {}
+        self.captions: dict[str, QLabel] = {}
+        big = QFont(self.font())
+        big.setPointSizeF(big.pointSizeF() * 1.25)
+        big.setBold(True)
+        for column, (key, caption) in enumerate(self.FIELDS):
+            value = QLabel("—")
+            value.setFont(big)
+            value.setObjectName(f"stat_{key}")
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label = QLabel(caption)
+            label.setObjectName("hint")
+            for widget in (value, label):
+                widget.setToolTip(self.TIPS.get(key, ""))
+            grid.addWidget(value, 0, column)
+            grid.addWidget(label, 1, column)
+            self.values[key], self.captions[key] = value, label
+        grid.setColumnStretch(len(self.FIELDS), 1)
+        self.clear()
+
+    def clear(self) -> None:
+        for value in self.values.values():
+            value.setText("—")
+        self.show_field("perplexity", False)
+        self.captions["validation"].setText("validation loss")
+
+    def set(self, key: str, text: str) -> None:
+        self.values[key].setText(text)
+        if key == "perplexity":
+            self.show_field("perplexity", True)
+
+    def text(self, key: str) -> str:
+        return self.values[key].text()
+
+    def show_field(self, key: str, visible: bool) -> None:
+        self.values[key].setVisible(visible)
+        self.captions[key].setVisible(visible)
+
+    def shown(self) -> dict[str, str]:
+        """The fields shown now, by key (for tests and the user guide's checks)."""
+        return {k: v.text() for k, v in self.values.items() if not v.isHidden()}
+
+
+class TextSamples(QTextBrowser):
+    """Text samples to read, grouped by step: the prompt in grey, then what the model wrote."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.entries: dict[tuple[int, int], tuple[str, str, str]] = {}
+        self.setPlaceholderText("The samples the trainer writes appear here, step by step.")
+
+    def clear_samples(self) -> None:
+        self.entries = {}
+        self.clear()
+
+    def add(self, step: int, output: TextOutput) -> None:
+        prompt = str(output.extra.get("prompt") or "")
+        mode = str(output.extra.get("mode") or "")
+        # in order of arrival: the samples of the exported weights come last, whatever their step
+        self.entries[(step, output.index)] = (prompt, readable(output.text), mode)
+        self._render()
+
+    def _render(self) -> None:
+        grey = self.palette().placeholderText().color().name()
+        parts = []
+        last_step = None
+        for (step, _index), (prompt, text, mode) in self.entries.items():
+            if step != last_step:
+                top = 0 if last_step is None else 10
+                parts.append(
+                    f"<p style='margin-top:{top}px; margin-bottom:2px'><b>Step {step}</b></p>"
+                )
+                last_step = step
+            body = escape(text).replace("\n", "<br>")
+            if prompt and mode == "continuation":
+                shown = f"<span style='color:{grey}'>{escape(prompt)}</span>{body}"
+            elif prompt:
+                shown = f"<span style='color:{grey}'>{escape(prompt)} →</span> {body}"
+            else:
+                shown = body
+            parts.append(
+                f"<p style='margin-left:12px; margin-top:0; margin-bottom:4px'>{shown}</p>"
+            )
+        self.setHtml("".join(parts))
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())
 
 
 class TrainingPanel(QWidget):
@@ -100,9 +283,10 @@ class TrainingPanel(QWidget):
         self.form: OptionsForm | None = None
         self.job_id: str | None = None
         self.adapter_name: str | None = None
+        self.adapter: AdapterRecord | None = None
         self.pending_name: str | None = None
-        self._started: float | None = None
         self.adapter_modality = "image"
+        self._sample_items: dict[tuple[int, int], QListWidgetItem] = {}
         self._ingest_serial = 0
         self._build()
         bridge = session.bridge
@@ -182,12 +366,24 @@ class TrainingPanel(QWidget):
         from studio.ui.loss_plot import LossPlot
 
         self.plot = LossPlot()
+        self.stats = RunStats()
+        # samples: pictures and sounds as a grid of thumbnails, text to read
         self.samples = QListWidget()
         self.samples.setViewMode(QListWidget.ViewMode.IconMode)
         self.samples.setIconSize(SAMPLE_ICON)
         self.samples.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.samples.setMovement(QListWidget.Movement.Static)
-        self.samples.setMinimumHeight(130)
+        self.text_samples = TextSamples()
+        self.sample_stack = QStackedWidget()
+        self.sample_stack.addWidget(self.samples)
+        self.sample_stack.addWidget(self.text_samples)
+        self.notes = QListWidget()
+        self.notes.setWordWrap(True)
+        self.notes.setObjectName("trainingNotes")
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.sample_stack, "Samples")
+        self.tabs.addTab(self.notes, "Notes")
+        self.tabs.setMinimumHeight(150)
         self.progress = QProgressBar()
         self.progress.setFormat("")
         self.status = QLabel("No training running.")
@@ -195,7 +391,7 @@ class TrainingPanel(QWidget):
         self.status.setWordWrap(True)
         self.use_button = QPushButton("Use this adapter")
         self.use_button.setToolTip(
-            "Add the trained adapter to the generate form's LoRA adapters (or select its row)"
+            "Open the generator this adapter is for, with the adapter added to its LoRA adapters"
         )
         self.use_button.setObjectName("primary")
         self.use_button.hide()
@@ -206,10 +402,9 @@ class TrainingPanel(QWidget):
         right = QWidget()
         right_column = QVBoxLayout(right)
         right_column.setContentsMargins(0, 0, 0, 0)
-        right_column.addWidget(QLabel("Loss"))
         right_column.addWidget(self.plot, 3)
-        right_column.addWidget(QLabel("Samples"))
-        right_column.addWidget(self.samples, 2)
+        right_column.addWidget(self.stats)
+        right_column.addWidget(self.tabs, 2)
         right_column.addWidget(self.progress)
         right_column.addLayout(status_row)
 
@@ -353,62 +548,86 @@ class TrainingPanel(QWidget):
         return job_id
 
     def follow(self, job_id: str, name: str | None = None, modality: str = "image") -> None:
+        """Show training ``job_id`` from now on (its curve, numbers, samples and notes)."""
         self.job_id = job_id
-        self._started = None
         self.adapter_name = None
+        self.adapter = None
         self.pending_name = name
         self.adapter_modality = modality
         self.plot.clear()
+        self.stats.clear()
         self.samples.clear()
+        self._sample_items = {}
+        self.text_samples.clear_samples()
+        self.sample_stack.setCurrentWidget(
+            self.text_samples if modality == "text" else self.samples
+        )
+        self.notes.clear()
+        self._update_notes_tab()
         self.use_button.hide()
         self.progress.setRange(0, 0)
+        self.progress.setFormat("")
         self.status.setText("Queued: it starts when the device is free.")
         self._update_buttons()
 
     def _follow_running(self) -> None:
-        """On start, show a training that is still queued, running or paused (curve included)."""
+        """On start, show the training still queued, running or paused, else the newest one
+        if the studio was closed while it ran (interrupted): Resume goes on with it."""
         try:
             jobs = self.studio.jobs(limit=50)
         except Exception:
             return
-        for job in jobs:
-            if job.kind == JobKind.TRAIN and not job.state.finished:
-                trainer = self.trainers.get(job.component)
-                self.follow(
-                    job.id, job.request.get("name"), trainer.modality if trainer else "image"
-                )
-                self._replay_steps(job.id)
-                self._set_state_text(job.state)
-                return
+        trainings = [job for job in jobs if job.kind == JobKind.TRAIN]
+        job = next((j for j in trainings if not j.state.finished), None)
+        if job is None and trainings and trainings[0].state == JobState.INTERRUPTED:
+            job = trainings[0]
+        if job is not None:
+            self._show_job(job)
 
-    def _replay_steps(self, job_id: str) -> None:
+    def _show_job(self, job: JobRecord) -> None:
+        trainer = self.trainers.get(job.component)
+        self.follow(job.id, job.request.get("name"), trainer.modality if trainer else "image")
+        self._replay(job.id)
+        if job.total:
+            self.progress.setRange(0, job.total)
+            self.progress.setValue(job.step)
+            self.progress.setFormat(f"step {job.step}/{job.total}")
+        self._set_state_text(job.state, job.error)
+        self._update_buttons()
+
+    def _replay(self, job_id: str) -> None:
+        """The stored steps and notes of a job (its curve and notes, after a restart)."""
         try:
             events = self.studio.job_events(job_id)
         except Exception:
             return
+        step_kind, note_kind = kind_of(TrainStep), kind_of(Note)
         for ev in events:
-            if ev.get("type") == kind_of(TrainStep):
-                payload = ev.get("payload") or {}
-                try:
-                    self.plot.add(
-                        int(payload["step"]),
-                        float(payload["loss"]),
-                        int(payload.get("total", 0)),
-                        payload.get("validation_loss"),
-                    )
-                except (KeyError, TypeError, ValueError):
-                    continue
+            payload = ev.get("payload") or {}
+            try:
+                if ev.get("type") == step_kind:
+                    self._show_step(TrainStep(**payload), replay=True)
+                elif ev.get("type") == note_kind:
+                    self._add_note(str(payload["message"]), str(payload.get("level", "info")))
+            except (KeyError, TypeError, ValueError):
+                continue
 
     def toggle_pause(self) -> None:
+        """Pause the training, or resume it (paused, interrupted, failed or cancelled: from its
+        last checkpoint)."""
         if self.job_id is None:
             return
         state = self._job_state()
-        if state == JobState.PAUSED:
+        if state in RESUMABLE:
             ok = self.studio.resume(self.job_id)
+            if ok and state is not None and state.finished:
+                self.use_button.hide()
+                self.status.setText("Queued: it goes on from its last checkpoint.")
         else:
             ok = self.studio.pause(self.job_id)
         if not ok:
             self.session.status.emit("The training cannot be paused or resumed right now.")
+        self._update_buttons()
 
     def cancel(self) -> None:
         if self.job_id is not None:
@@ -426,34 +645,54 @@ class TrainingPanel(QWidget):
         state = self._job_state()
         active = state is not None and not state.finished
         self.start_button.setEnabled(self.trainer is not None)
-        self.pause_button.setEnabled(active)
-        self.pause_button.setText("Resume" if state == JobState.PAUSED else "Pause")
+        self.pause_button.setEnabled(active or state in RESUMABLE)
+        self.pause_button.setText("Resume" if state in RESUMABLE else "Pause")
         self.cancel_button.setEnabled(active)
 
     # -- events -------------------------------------------------------------------------------
-    def _on_step(self, job_id: str, ev: Any) -> None:
-        if job_id != self.job_id:
-            return
+    def _on_step(self, job_id: str, ev: TrainStep) -> None:
+        if job_id == self.job_id:
+            self._show_step(ev)
+
+    def _show_step(self, ev: TrainStep, replay: bool = False) -> None:
         self.plot.add(ev.step, ev.loss, ev.total, ev.validation_loss)
-        if ev.total:
-            self.progress.setRange(0, ev.total)
-            self.progress.setValue(ev.step)
-            if self._started is None:  # read once: a fast trainer sends many steps a second
-                try:
-                    self._started = self.studio.job(job_id).started
-                except Exception:
-                    self._started = None
-            eta = eta_seconds(self._started, ev.step, ev.total)
-            self.progress.setFormat(
-                f"step {ev.step}/{ev.total}" + (f" · {human_duration(eta)} left" if eta else "")
-            )
-        self.status.setText(f"Training: loss {ev.loss:.4g}")
+        self.stats.set("step", f"{ev.step} / {ev.total}" if ev.total else str(ev.step))
+        self.stats.set("loss", number(ev.loss))
+        self.stats.set("lr", number(ev.lr, 3))
+        self._show_validation()
+        if replay or not ev.total:
+            return
+        self.progress.setRange(0, ev.total)
+        self.progress.setValue(ev.step)
+        eta = self.studio.eta(self.job_id) if self.job_id else None
+        left = human_duration(eta) if eta else ""
+        self.stats.set("eta", left or "—")
+        self.progress.setFormat(f"step {ev.step}/{ev.total}" + (f" · {left} left" if left else ""))
+
+    def _show_validation(self) -> None:
+        if not self.plot.valid:
+            return
+        step, value = self.plot.valid[-1]
+        self.stats.set("validation", number(value))
+        self.stats.captions["validation"].setText(
+            "validation loss (before training)" if step == 0 else "validation loss"
+        )
 
     def _on_sample(self, job_id: str, ev: Any) -> None:
         if job_id != self.job_id:
             return
         out = ev.output
-        item = QListWidgetItem(f"step {ev.step}")
+        if isinstance(out, TextOutput):
+            self.sample_stack.setCurrentWidget(self.text_samples)
+            self.text_samples.add(ev.step, out)
+            return
+        self.sample_stack.setCurrentWidget(self.samples)
+        key = (ev.step, out.index)
+        item = self._sample_items.get(key)  # the end of a run may sample its last step again
+        if item is None:
+            item = QListWidgetItem(f"step {ev.step}")
+            self._sample_items[key] = item
+            self.samples.addItem(item)
         if isinstance(out, ImageOutput):
             pixmap = QPixmap.fromImage(pil_to_qimage(out.image)).scaled(
                 SAMPLE_ICON,
@@ -461,27 +700,48 @@ class TrainingPanel(QWidget):
                 Qt.TransformationMode.FastTransformation,  # samples are small: keep them crisp
             )
             item.setIcon(QIcon(pixmap))
-        elif isinstance(out, TextOutput):
-            item.setText(f"step {ev.step}\n{out.text[:80]}")
-            item.setToolTip(out.text)
-        else:
+        elif isinstance(out, AudioOutput):
             from studio.ui.waveform import waveform_image
 
             item.setIcon(QIcon(QPixmap.fromImage(waveform_image(out.samples, SAMPLE_ICON))))
-        self.samples.addItem(item)
         self.samples.scrollToBottom()
 
-    def _on_note(self, job_id: str, message: str, _level: str) -> None:
+    def _on_note(self, job_id: str, message: str, level: str) -> None:
         if job_id == self.job_id:
+            self._add_note(message, level)
             self.status.setText(message)
+
+    def _add_note(self, message: str, level: str) -> None:
+        item = QListWidgetItem(message)
+        if level == "warning":
+            item.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning))
+            item.setForeground(WARNING_COLOR)
+        self.notes.addItem(item)
+        self.notes.scrollToBottom()
+        self._update_notes_tab()
+        point = validation_from_note(message)
+        if point is not None:
+            step, value = point
+            if step == 0 or not any(p[0] == step for p in self.plot.valid):
+                self.plot.add_validation(step, value)
+                self._show_validation()
+
+    def _update_notes_tab(self) -> None:
+        count = self.notes.count()
+        warnings = sum(1 for i in range(count) if not self.notes.item(i).icon().isNull())
+        title = f"Notes ({count})" if count else "Notes"
+        if warnings:
+            title = f"Notes ({count}, {warnings} warning{'s' if warnings > 1 else ''})"
+        self.tabs.setTabText(self.tabs.indexOf(self.notes), title)
 
     def _set_state_text(self, state: JobState, error: Any = None) -> None:
         texts = {
             JobState.QUEUED: "Queued: it starts when the device is free.",
             JobState.RUNNING: "Training…",
             JobState.PAUSED: "Paused. Resume to go on from here.",
-            JobState.CANCELLED: "Cancelled.",
-            JobState.INTERRUPTED: "Interrupted (the studio was closed): resume it from the Queue.",
+            JobState.CANCELLED: "Cancelled. Resume goes on from its last checkpoint.",
+            JobState.INTERRUPTED: "Interrupted: the studio was closed while it ran. Resume goes "
+            "on from its last checkpoint.",
         }
         if state == JobState.FAILED:
             self.status.setText(f"Failed: {error}" if error else "Failed.")
@@ -495,24 +755,45 @@ class TrainingPanel(QWidget):
         if state == JobState.RUNNING and self.progress.maximum() == 0:
             self.progress.setRange(0, 0)
         if not state.finished:
+            if state == JobState.RUNNING:
+                self.use_button.hide()
             self._set_state_text(state)
             return
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1 if state == JobState.SUCCEEDED else 0)
+        self.stats.set("eta", "—")
         if state != JobState.SUCCEEDED:
+            if self.progress.maximum() == 0:  # ended before its first step
+                self.progress.setRange(0, 1)
+                self.progress.setValue(0)
             self._set_state_text(state, error)
             return
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.progress.setFormat(self.progress.format().split(" · ")[0])
         self.session.refresh_adapters()
         adapter = next((a for a in self.session.adapters if a.job_id == job_id), None)
         if adapter is None:
             adapter = next((a for a in self.session.adapters if a.name == self.pending_name), None)
-        if adapter is not None:
-            self.adapter_name = adapter.name
-            self.adapter_modality = adapter.modality
-            self.status.setText(f"Done: adapter “{adapter.name}” is in your library.")
-            self.use_button.show()
-        else:
+        if adapter is None:
             self.status.setText("Done.")
+            return
+        self.adapter = adapter
+        self.adapter_name = adapter.name
+        self.adapter_modality = adapter.modality
+        self._show_result(adapter)
+        self.status.setText(f"Done: adapter “{adapter.name}” is in your library.")
+        self.use_button.show()
+
+    def _show_result(self, adapter: AdapterRecord) -> None:
+        """What the adapter learnt, as its trainer reported it (perplexity before → after)."""
+        before = adapter.extra.get("perplexity_before")
+        after = adapter.extra.get("perplexity_after")
+        if isinstance(before, int | float) and isinstance(after, int | float):
+            self.stats.set("perplexity", f"{number(float(before), 3)} → {number(float(after), 3)}")
+
+    def perplexity_text(self) -> str | None:
+        """The perplexity shown (``"157 → 21.9"``), or ``None`` when the trainer gave none."""
+        label = self.stats.values["perplexity"]
+        return None if label.isHidden() else label.text()
 
     def _use_clicked(self) -> None:
         if self.adapter_name:
