@@ -6,7 +6,7 @@ choices, default, description and widget hint decide its editor:
 - ``bool`` -> check box; ``int``/``float`` -> spin box (with a slider when both ends are bounded);
 - ``choice`` (``Literal``) -> combo box; ``path`` / widget ``image|mask|audio|file|folder`` -> a
   file picker (images accept drops, show a thumbnail); ``str`` -> line edit (``multiline``: a box);
-- ``list`` -> comma-separated line edit; a field named ``seed`` -> number + dice button;
+- ``list`` -> comma-separated line edit (``multiline``: a box, one item per line); a field named ``seed`` -> number + dice button;
 - optional fields (``X | None``) get a check box: unchecked means "default" (the field is left out).
 
 Validation goes through ``studio.core.options.validate_options``; the offending field
@@ -256,6 +256,8 @@ class TextEditor(FieldEditor):
             box.setTabChangesFocus(True)
             box.setFixedHeight(64)
             box.textChanged.connect(self.changed)
+            if spec.kind == "list":  # a list of sentences (prompts): one per line
+                box.setPlaceholderText("one per line")
             self.edit = box
         else:
             line = QLineEdit()
@@ -273,14 +275,15 @@ class TextEditor(FieldEditor):
     def value(self) -> Any:
         text = self.text()
         if self.spec.kind == "list":
-            return [part.strip() for part in text.split(",") if part.strip()]
+            parts = text.splitlines() if self.multiline else text.split(",")
+            return [part.strip() for part in parts if part.strip()]
         return text
 
     def set_value(self, value: Any) -> None:
         if value is None:
             value = ""
         if self.spec.kind == "list" and isinstance(value, list | tuple):
-            value = ", ".join(str(v) for v in value)
+            value = ("\n" if self.multiline else ", ").join(str(v) for v in value)
         if isinstance(self.edit, QPlainTextEdit):
             self.edit.setPlainText(str(value))
         else:

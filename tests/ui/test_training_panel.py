@@ -292,3 +292,16 @@ def test_a_training_interrupted_by_closing_the_studio_resumes_from_the_panel(
         win.close()
     finally:
         second.close()
+
+
+def test_sample_prompts_are_one_per_line(qtbot: Any) -> None:
+    """A multiline list (the text trainer's sample prompts) keeps commas inside its items."""
+    from studio.ui.options_form import OptionsForm
+    from studio_text import TextLoraOptions
+
+    form = OptionsForm(TextLoraOptions)
+    qtbot.addWidget(form)
+    prompts = ["The sea, at night,", "Music is"]
+    form.set_values({"sample_prompts": prompts})
+    assert form.values()["sample_prompts"] == prompts
+    assert form.validate() is not None
