@@ -364,7 +364,9 @@ def ingest_dataset(
             report.usable.append(path)
             report.files[relative] = checked
     report.skipped = dict(sorted(report.skipped.items()))
-    report.notes.extend(_notes(report, left_out, taken))
+    summary = _notes(report, left_out, taken)
+    report.notes.extend(summary)
+    report._summary = (summary, left_out, dict(taken))
     return report
 
 
@@ -869,8 +871,27 @@ def report_skip(report: IngestReport, path: Path | str, reason: str) -> None:
             report.files.pop(relative, None)
             report._hashed.pop(relative, None)
             report.skipped[relative] = reason
+            _renew_summary(report)
             return
     raise ValueError(f"{relative} is not a usable file of this report")
+
+
+def _renew_summary(report: IngestReport) -> None:
+    """Write the summary notes of ``ingest_dataset`` anew from the report as it is now, where
+    they were (the trainer's own notes stay as they are)."""
+    if report._summary is None:  # a report made by hand: no summary to keep true
+        return
+    old, left_out, taken = report._summary
+    new = _notes(report, left_out, taken)
+    notes = report.notes
+    start = next(
+        (i for i in range(len(notes) - len(old) + 1) if notes[i : i + len(old)] == old), None
+    )
+    if start is not None:
+        notes[start : start + len(old)] = new
+    else:  # the trainer rearranged them: drop what is left of the old ones, the new go first
+        notes[:] = [*new, *(n for n in notes if n not in old)]
+    report._summary = (new, left_out, taken)
 
 
 def _root_of(report: IngestReport) -> Path:

@@ -22,7 +22,7 @@ from studio.core.options import BaseOptions
 
 if TYPE_CHECKING:
     from studio.core.context import TrainContext
-    from studio.core.datasets import DatasetFile, DatasetManifest, ManifestEntry
+    from studio.core.datasets import DatasetFile, DatasetKind, DatasetManifest, ManifestEntry
 
 
 class TrainingRequest(BaseModel):
@@ -59,6 +59,11 @@ class IngestReport:
     #: rate …), by its path relative to ``root``
     files: dict[str, DatasetFile] = field(default_factory=dict)
     _hashed: dict[str, ManifestEntry] = field(default_factory=dict, init=False, repr=False)
+    #: the summary notes ``ingest_dataset`` wrote (counts, sizes) and what they were made from:
+    #: :meth:`skip` writes them anew, so that they tell the files as they are now
+    _summary: tuple[list[str], int, dict[str, DatasetKind]] | None = field(
+        default=None, init=False, repr=False
+    )
 
     @property
     def ok(self) -> bool:
@@ -75,8 +80,9 @@ class IngestReport:
 
     def skip(self, path: Path | str, reason: str) -> None:
         """Refuse a usable file (your trainer's own check): it leaves ``usable`` (and the
-        manifest) for ``skipped`` with ``reason``. ``path`` as in ``usable``, or relative to
-        ``root``; :class:`ValueError` if it is not usable."""
+        manifest) for ``skipped`` with ``reason``, and the summary notes of ``ingest_dataset``
+        (how many files are usable, how many skipped) are written anew. ``path`` as in
+        ``usable``, or relative to ``root``; :class:`ValueError` if it is not usable."""
         from studio.core.datasets import report_skip
 
         report_skip(self, path, reason)

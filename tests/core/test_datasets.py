@@ -452,6 +452,28 @@ def test_a_trainer_refuses_more_files_with_skip_and_the_manifest_follows(folder:
         report.skip("keep.txt", " ")
 
 
+def test_skip_keeps_the_summary_notes_true(folder: Path) -> None:
+    for name in ("a.txt", "b.txt", "c.txt"):
+        text(folder / name, "some words")
+    (folder / "empty.txt").write_bytes(b"")
+    report = ingest_dataset(folder, kinds=("text",))
+    report.notes.append("the trainer's own note")
+    assert report.notes[:2] == ["3 usable files (3 text), 30 B", "1 file skipped (see the reasons)"]
+    report.skip("b.txt", "not my kind of text")
+    assert report.notes == [
+        "2 usable files (2 text), 20 B",
+        "2 files skipped (see the reasons)",
+        "the trainer's own note",
+    ]
+    report.skip("a.txt", "nor this")
+    report.skip("c.txt", "nor this")
+    assert report.notes == [
+        "no usable file: this trainer takes text (.txt, .md, .jsonl)",
+        "4 files skipped (see the reasons)",
+        "the trainer's own note",
+    ]
+
+
 def test_a_report_made_by_hand_gets_its_manifest_once_it_has_a_root(folder: Path) -> None:
     text(folder / "a.txt", "by hand")
     report = IngestReport(usable=[folder / "a.txt"])
