@@ -29,8 +29,14 @@ never restore each other's state in the middle of a load (output of other thread
 meanwhile too: it is the same switch).
 
 Setting ``HF_HUB_DISABLE_PROGRESS_BARS=0`` keeps the libraries' bars (the person asked for them);
-the loggers are still quieted. Nothing here imports a library at import time; inside, only the
-installed ones are touched (see :func:`quiet_model_loading` for which are imported).
+the loggers are still quieted.
+
+A few warnings the libraries log outside any load, about their own defaults, are dropped for good
+once a block has quieted the library (:data:`KNOWN_ADVICE`: transformers' ``loss_type=None`` at a
+model's first loss); every other record of those loggers passes.
+
+Nothing here imports a library at import time; inside, only the installed ones are touched (see
+:func:`quiet_model_loading` for which are imported).
 """
 
 from __future__ import annotations
@@ -63,6 +69,14 @@ _SET_UP_ON_IMPORT = {
 _LOADS_THROUGH = {"diffusers": ("transformers",)}
 #: Warnings attributed to these modules are the libraries talking about themselves.
 _LIBRARY_MODULES = r"(huggingface_hub|transformers|diffusers|peft|accelerate)(\.|$)"
+
+#: Warnings a library logs about its own choices, outside a load and nothing anyone can act
+#: on: ``{logger name: message beginnings}``. transformers says ``loss_type=None ... is
+#: unrecognized`` at the first loss of a model whose class it does not map to a loss (GPT-2 and
+#: others), then uses the causal-LM loss, the right one; a training would print it on stderr.
+KNOWN_ADVICE: dict[str, tuple[str, ...]] = {
+    "transformers.modeling_utils": ("`loss_type=None` was set in the config but it is unrecogni",),
+}
 
 _lock = threading.Lock()
 _depth = 0
@@ -158,8 +172,36 @@ def _leave() -> None:
         _quieted.clear()
 
 
+class _KnownAdvice(logging.Filter):
+    """Drops the warning-level records of one logger that begin with a known text."""
+
+    def __init__(self, beginnings: tuple[str, ...]) -> None:
+        super().__init__()
+        self.beginnings = beginnings
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True  # errors always pass
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is not ours to judge
+            return True
+        return not message.startswith(self.beginnings)
+
+
+def drop_known_advice(library: str) -> None:
+    """Drop :data:`KNOWN_ADVICE` of ``library`` (and its modules) from now on; idempotent."""
+    for name, beginnings in KNOWN_ADVICE.items():
+        if name != library and not name.startswith(library + "."):
+            continue
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _KnownAdvice) for f in logger.filters):
+            logger.addFilter(_KnownAdvice(beginnings))
+
+
 def _switch_off(name: str, logging_module: Any) -> None:
     """Turn off one library's bars and non-error logs, recording how to turn them back on."""
+    drop_known_advice(name)
     if logging_module is not None and _bars_allowed(name):
         if name == "huggingface_hub":
             _switch_off_hub_bars()
