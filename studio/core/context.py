@@ -173,15 +173,47 @@ class RunContext:
 
 @dataclass
 class TrainContext(RunContext):
-    """``RunContext`` for trainers: checkpoints and the step boundary."""
+    """``RunContext`` for trainers: checkpoints, the step boundary and the user's pause."""
 
     checkpoints: CheckpointStore | None = None
     #: called at each step boundary; the worker serves waiting higher-priority jobs and pauses here.
     on_step_boundary: Callable[[], None] | None = None
+    #: the worker's answer to "did the user pause this training?" (read it as ``pause_requested``)
+    pause_flag: Callable[[], bool] | None = None
+    _before_hold: Callable[[], None] | None = field(default=None, init=False, repr=False)
 
-    def step_boundary(self) -> None:
-        """Call between optimisation steps: may cancel (raises), pause, or run a generation."""
+    @property
+    def pause_requested(self) -> bool:
+        """Whether the user paused this training: a :meth:`step_boundary` holds it until resumed.
+
+        Read-only. The checkpoint a pause needs is best written in ``step_boundary``'s
+        ``before_hold`` (it also covers a pause that comes while the boundary lends the device).
+        """
+        return self.pause_flag is not None and bool(self.pause_flag())
+
+    def step_boundary(self, before_hold: Callable[[], None] | None = None) -> None:
+        """Call between optimisation steps: may cancel (raises), pause, or run a generation.
+
+        ``before_hold()`` is called once, right before the studio holds the training because the
+        user paused it (also when the pause came while a generation ran at this boundary), and
+        not otherwise. Write a checkpoint of the step just done there (unless there is one): a
+        paused training may never go on in this process (the studio is closed, the process
+        killed), and a resume then starts from the paused step rather than from the last
+        periodic checkpoint. :class:`~studio.core.finetune.FineTuneLoop` does this itself. If
+        ``before_hold`` raises, the training fails with its error.
+        """
         self.check_cancelled()
-        if self.on_step_boundary is not None:
-            self.on_step_boundary()
+        self._before_hold = before_hold
+        try:
+            if self.on_step_boundary is not None:
+                self.on_step_boundary()
+        finally:
+            self._before_hold = None
         self.check_cancelled()
+
+    def about_to_hold(self) -> None:
+        """Run the trainer's ``before_hold`` of the current step boundary, once (the worker
+        calls it right before it holds the training for a pause)."""
+        callback, self._before_hold = self._before_hold, None
+        if callback is not None:
+            callback()

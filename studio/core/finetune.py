@@ -19,12 +19,15 @@ its examples (train and held-out validation), a ``collate`` that makes a batch o
   whose fingerprint differs is refused, saying what differs. Every file is safetensors or JSON.
 * **between steps** ``ctx.step_boundary()`` (pause, cancel, a generation served right there);
   the RNGs are put back as they were afterwards, so a preempted run equals an uninterrupted one.
+  Before the studio holds the training for the user's pause, a checkpoint of the step just done
+  is written, so that a resume after the process ended goes on from the paused step.
 * **validation** every N steps on the held-out examples (token-weighted mean loss), early
   stopping (patience, min delta), a loss watchdog that stops a diverging run, and non-finite
   losses: the step is skipped and counted, repeated ones roll back to the last checkpoint with a
   lower learning rate, or fail the job with the reason.
-* **samples** every N steps and at the end through the trainer's callback; **export** of the last
-  (or best-validation) weights, checked finite before they are written.
+* **samples** every N steps and at the end through the trainer's callback (once per weights: the
+  end's samples are left out when that step was just sampled); **export** of the last (or
+  best-validation) weights, checked finite before they are written.
 
 torch, numpy, accelerate and safetensors are imported inside the functions.
 """
@@ -417,6 +420,10 @@ class FineTuneLoop:
         self._best: dict[str, Any] | None = None
         self._initial: _Snapshot | None = None
         self._ran = False
+        #: the step of the checkpoint the store has of the current weights (``None``: none yet)
+        self._saved_step: int | None = None
+        #: steps sampled in this process (the end's samples are not taken twice)
+        self._sampled: set[int] = set()
         # set up in run() (accelerate, the prepared model and optimizer, the schedule)
         self.accelerator: Any = None
         self.prepared: Any = None
@@ -525,7 +532,7 @@ class FineTuneLoop:
         if latest is not None:
             snapshot = self._read(latest)
             self._restore(snapshot, check=True)
-            self.result.resumed_from = c.step
+            self.result.resumed_from = self._saved_step = c.step
             yield Note(
                 f"resumed from the checkpoint of step {c.step} (epoch {c.epoch + 1}, example "
                 f"{c.index} of {self.order.size} in its order)"
@@ -561,6 +568,7 @@ class FineTuneLoop:
             self._watch(loss)
             if s.sample_every and self.sample_fn is not None and c.step % s.sample_every == 0:
                 yield from self._samples(c.step)
+                self._sampled.add(c.step)
             due = s.checkpoint_every and c.step % s.checkpoint_every == 0
             if due or c.step == self.total or c.stopped_early is not None:
                 self._checkpoint()
@@ -571,8 +579,10 @@ class FineTuneLoop:
         self._choose_export()
         if self.validation_examples:
             yield Note(self._validation_report())
-        if self.sample_fn is not None:
-            yield from self._samples(c.step)
+        # the end's samples show the exported weights, unless that step was just sampled
+        exported = self.result.exported_step
+        if self.sample_fn is not None and exported not in self._sampled:
+            yield from self._samples(exported)
         self._fill_result()
 
     def _train_step(self) -> float | None:
@@ -625,17 +635,30 @@ class FineTuneLoop:
         torch = _torch()
         flag = torch.isfinite(loss.detach()).all().to(self._dev, torch.float32)
         if self.world > 1:
-            flag = self.accelerator.reduce(flag, "min")
-        return bool(flag.item() > 0)
+            # accelerate reduces by sum or max only ("min" sums): finite on every process
+            flag = self.accelerator.reduce(flag, "sum")
+        return bool(flag.item() >= self.world)
 
     def _current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def _boundary(self) -> None:
         """``ctx.step_boundary()`` with every RNG put back afterwards: a generation served there
-        (or anything else drawing random numbers) leaves no trace in the training."""
-        with _rng_preserved():
-            self.ctx.step_boundary()
+        (or anything else drawing random numbers) leaves no trace in the training. Before the
+        studio holds the training for a pause, the step just done is checkpointed (the pause may
+        outlast this process). Several processes are never paused (no studio worker runs them)."""
+        state = _rng_get()
+
+        def checkpoint() -> None:
+            if self._saved_step == self.c.step:
+                return  # the store has these weights already
+            _rng_set(state)  # as at the boundary: not what a generation served there drew
+            self._checkpoint()
+
+        try:
+            self.ctx.step_boundary(before_hold=checkpoint if self.world == 1 else None)
+        finally:
+            _rng_set(state)
 
     # -- validation, early stopping, watchdog ------------------------------------------------------
     def _validate(self) -> float:
@@ -733,6 +756,9 @@ class FineTuneLoop:
         total, rollbacks = c.nonfinite_total, c.rollbacks + 1
         scale = c.lr_scale * s.rollback_lr_factor
         self._restore(snapshot, check=False)
+        # the steps after the one rolled back to are trained again, with other weights
+        self._saved_step = c.step if latest is not None else None
+        self._sampled = {step for step in self._sampled if step <= c.step}
         c.nonfinite_total, c.rollbacks, c.lr_scale, c.nonfinite_in_a_row = (
             total,
             rollbacks,
@@ -863,6 +889,7 @@ class FineTuneLoop:
 
             store.save(self.c.step, write)
         self.accelerator.wait_for_everyone()
+        self._saved_step = self.c.step
 
     @staticmethod
     def _read(folder: Path) -> _Snapshot:

@@ -452,6 +452,92 @@ def test_samples_every_n_steps_and_at_the_end(tmp_path: Path) -> None:
     assert seen == [(5, False), (10, False), (12, False)]
 
 
+def test_the_last_step_is_sampled_once(tmp_path: Path) -> None:
+    def sample(model: Any, step: int) -> Iterator[Any]:
+        yield Sample(step, TextOutput(f"sample at {step}", seed=0))
+
+    loop = make_loop(tmp_path, settings=settings(sample_every=6), sample=sample)
+    assert [e.step for e in drain(loop) if isinstance(e, Sample)] == [6, 12]
+
+
+def test_the_end_sample_of_the_best_weights_is_labelled_with_their_step(tmp_path: Path) -> None:
+    def sample(model: Any, step: int) -> Iterator[Any]:
+        yield Sample(step, TextOutput(f"sample at {step}", seed=0))
+
+    options = settings(
+        steps=60,
+        validate_every=2,
+        early_stopping_patience=2,
+        export="best",
+        watchdog_factor=0,
+    )
+    loop = make_loop(
+        tmp_path, validation=examples(5, seed=99, mapping=1), settings=options, sample=sample
+    )
+    samples = [e.step for e in drain(loop) if isinstance(e, Sample)]
+    result = loop.result
+    assert result.exported == "best" and result.exported_step < result.steps
+    assert samples == [result.exported_step]  # what the exported adapter writes, and when
+
+
+def _pause_then_die_at(step: int, ctx_of: Callable[[], TrainContext]) -> Callable[[], None]:
+    """A boundary hook: before step ``step``, a generation served there draws random numbers,
+    then the studio holds the training for a pause (``about_to_hold``), then the process dies
+    (raised as Cancelled)."""
+    seen = {"n": 0}
+
+    def hook() -> None:
+        seen["n"] += 1
+        if seen["n"] == step:
+            torch.manual_seed(999)
+            torch.rand(5)
+            ctx_of().about_to_hold()
+            ctx_of().about_to_hold()  # once per boundary, however long it holds
+            raise Cancelled()
+
+    return hook
+
+
+def test_a_pause_checkpoints_the_step_it_holds_at(
+    tmp_path: Path,
+    reference: tuple[dict[str, Any], dict[int, float]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    weights, losses = reference
+    loops: list[FineTuneLoop] = []
+    loop = make_loop(tmp_path, on_boundary=_pause_then_die_at(7, lambda: loops[0].ctx))
+    loops.append(loop)
+    store = loop.ctx.checkpoints
+    assert store is not None
+    saved: list[int] = []
+    real_save = store.save
+
+    def counted(step: int, write: Callable[[Path], None], meta: dict | None = None) -> Path:
+        saved.append(step)
+        return real_save(step, write, meta)
+
+    monkeypatch.setattr(store, "save", counted)
+    with pytest.raises(Cancelled):
+        drain(loop)
+    assert saved == [4, 6]  # the periodic one, then the paused step's, once
+    resumed = make_loop(tmp_path)
+    again = steps_of(drain(resumed))
+    assert resumed.result.resumed_from == 6 and min(again) == 7
+    assert again == {k: v for k, v in losses.items() if k >= 7}
+    assert same_tensors(trained(resumed, tmp_path / "out"), weights)
+
+
+def test_a_pause_at_a_checkpointed_step_writes_no_other(tmp_path: Path) -> None:
+    loops: list[FineTuneLoop] = []
+    loop = make_loop(tmp_path, on_boundary=_pause_then_die_at(5, lambda: loops[0].ctx))
+    loops.append(loop)
+    with pytest.raises(Cancelled):
+        drain(loop)
+    store = loop.ctx.checkpoints
+    assert store is not None
+    assert [store.step_of(p) for p in store.complete()] == [4]
+
+
 def test_export_refuses_non_finite_weights(tmp_path: Path) -> None:
     loop = make_loop(tmp_path, settings=settings(steps=2))
     drain(loop)
