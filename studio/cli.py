@@ -1296,7 +1296,7 @@ class EventPrinter:
         """Show one event (plugin events and the core's; the others are ignored)."""
         if self.quiet:
             return
-        from studio.core.events import Note, Partial, Progress, Sample, TrainStep
+        from studio.core.events import ArtifactSaved, Note, Partial, Progress, Sample, TrainStep
 
         if isinstance(event, Progress):
             self.progress(event.step, event.total, event.message)
@@ -1308,6 +1308,8 @@ class EventPrinter:
             self.train_step(event.step, event.total, event.loss, event.validation_loss)
         elif isinstance(event, Sample):
             self.sample(event)
+        elif isinstance(event, ArtifactSaved) and _is_sample(event.recipe):
+            self.line(f"  saved: {event.path}")
 
     def train_step(
         self, step: int, total: int, loss: float, validation_loss: float | None = None
@@ -1364,14 +1366,17 @@ class EventPrinter:
         self.stream.flush()
 
     def format_bar(self, step: int, total: int, message: str = "") -> str:
-        """``[#######.....]  58% 7/12 message`` (or ``step 7 message`` when total is unknown)."""
+        """``[#######.....]  58% 7/12 message`` (or ``step 7 message`` when total is unknown, and
+        the message alone, a status line, when nothing is counted yet)."""
         if total > 0:
             fraction = min(max(step / total, 0.0), 1.0)
             filled = int(fraction * self.width)
             bar = "#" * filled + "." * (self.width - filled)
             text = f"[{bar}] {fraction * 100:3.0f}% {step}/{total}"
-        else:
+        elif step > 0 or not message:
             text = f"step {step}"
+        else:
+            return message
         return f"{text} {message}".rstrip()
 
     def text(self, chunk: str, index: int = 0) -> None:
@@ -1667,6 +1672,13 @@ def _find_job(studio: Studio, ref: str) -> JobRecord:
     raise CliUsageError(f"no job {ref!r}; '{PROG} jobs' lists them")
 
 
+def _is_sample(recipe: Any) -> bool:
+    """Whether a saved artifact's recipe is a training's sample."""
+    from studio.core.records import SAMPLE_KIND
+
+    return isinstance(recipe, dict) and recipe.get("kind") == SAMPLE_KIND
+
+
 class TrainingWatch:
     """What a ``train`` command saw of its job: the last step, samples, notes, the adapter."""
 
@@ -1678,7 +1690,15 @@ class TrainingWatch:
         self.adapter_id: str | None = None
 
     def add(self, event: Any) -> None:
-        from studio.core.events import AdapterOutput, Note, Result, Sample, TextOutput, TrainStep
+        from studio.core.events import (
+            AdapterOutput,
+            ArtifactSaved,
+            Note,
+            Result,
+            Sample,
+            TextOutput,
+            TrainStep,
+        )
 
         if isinstance(event, TrainStep):
             if event.validation_loss is not None:
@@ -1705,7 +1725,15 @@ class TrainingWatch:
             prompt = output.extra.get("prompt")
             if prompt is not None:
                 sample["prompt"] = prompt
+            sample["path"] = None  # until the studio saved it
             self.samples.append(sample)
+        elif isinstance(event, ArtifactSaved) and _is_sample(event.recipe):
+            training = event.recipe.get("training") or {}
+            step, index = training.get("step"), event.recipe.get("index")
+            for sample in reversed(self.samples):
+                if sample["step"] == step and sample["index"] == index:
+                    sample["path"] = str(event.path)
+                    break
         elif isinstance(event, Result) and isinstance(event.output, AdapterOutput):
             adapter_id = event.output.extra.get("adapter_id")
             self.adapter_id = adapter_id if isinstance(adapter_id, str) else None

@@ -132,11 +132,11 @@ def ctrl_c(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
             finally:
                 asked.set()
 
-        def step_boundary(self: TrainContext) -> None:
+        def step_boundary(self: TrainContext, before_hold: Any = None) -> None:
             count = boundaries[self.job_id] = boundaries.get(self.job_id, 0) + 1
             if count == at_step + 1:
                 asked.wait(30)
-            original_boundary(self)
+            original_boundary(self, before_hold)
 
         monkeypatch.setattr(EventPrinter, "handle", handle)
         monkeypatch.setattr(Studio, "pause", pause)
@@ -360,8 +360,7 @@ def test_ctrl_c_pauses_with_a_checkpoint_and_resume_goes_on_to_the_same_adapter(
     job = next(j for j in stored_jobs(studio_home) if j.request["name"] == "halves")
     assert f"pausing training job {job.id} at its next step (Ctrl-C again cancels it)" in err
     # it stopped at the next step boundary, with what it has trained kept in its checkpoint
-    paused = f"paused training job {job.id} at step 6 of 12; its last checkpoint is step 4 (the "
-    assert paused + "steps after it are trained again)\n" in err
+    assert f"paused training job {job.id} at step 6 of 12; its last checkpoint is step 6\n" in err
     assert f"resume it with: aigc-studio train --resume {job.id}\n" in err
     assert str(job.state) == "interrupted"  # the command ended: the job waits for a resume
     assert job.step == 6
@@ -371,7 +370,7 @@ def test_ctrl_c_pauses_with_a_checkpoint_and_resume_goes_on_to_the_same_adapter(
     assert code == 0, err
     doc = json.loads(out)
     assert doc["job"]["id"] == job.id and doc["job"]["state"] == "succeeded"
-    assert {"level": "info", "message": "resumed from the checkpoint of step 4"} in doc["notes"]
+    assert {"level": "info", "message": "resumed from the checkpoint of step 6"} in doc["notes"]
     resumed = doc["adapter"]
     assert resumed["name"] == "halves" and resumed["job_id"] == job.id
     assert adapter_content(Path(resumed["path"])) == adapter_content(Path(whole["path"]))
@@ -459,8 +458,9 @@ def test_a_paused_training_in_json(
         "step": 4, "total": 9, "loss": fake_loss(4, "n"), "lr": 1e-4, "validation_loss": None,
     }  # fmt: skip
     assert [s["step"] for s in doc["samples"]] == [2, 4]
+    assert all(Path(s["path"]).is_file() for s in doc["samples"])  # saved in the library
     assert doc["adapter"] is None
-    assert doc["checkpoint_step"] == 3
+    assert doc["checkpoint_step"] == 3  # the fake trainer does not checkpoint when paused
     assert doc["resume"] == f"aigc-studio train --resume {doc['job']['id']}"
 
 
@@ -623,6 +623,33 @@ def test_training_progress_shows_loss_validation_and_eta() -> None:
     ]
 
 
+def test_status_lines_and_saved_samples() -> None:
+    import io
+
+    from studio.core.events import ArtifactSaved, Progress, Sample, TextOutput
+
+    stream = io.StringIO()
+    printer = EventPrinter(stream, tty=False, line_interval=0.0)
+    printer.handle(Progress(0, 0, "importing accelerate, peft, transformers"))
+    printer.handle(Progress(3, 0, "tokens"))  # counted, total unknown
+    printer.handle(Sample(6, TextOutput("The sea", index=0)))
+    recipe = {"kind": "sample", "index": 0, "training": {"step": 6}}
+    printer.handle(ArtifactSaved("a1", Path("/s/step-6-0.txt"), "text", recipe))
+    printer.handle(ArtifactSaved("a2", Path("/o/generated.txt"), "text", {"index": 0}))
+    assert stream.getvalue().splitlines() == [
+        "importing accelerate, peft, transformers",
+        "step 3 tokens",
+        "sample 1 at step 6:",
+        "  The sea",
+        f"  saved: {Path('/s/step-6-0.txt')}",
+    ]
+    watch = cli.TrainingWatch()
+    watch.add(Sample(6, TextOutput("The sea", index=0)))
+    assert watch.samples[0]["path"] is None
+    watch.add(ArtifactSaved("a1", Path("/s/step-6-0.txt"), "text", recipe))
+    assert watch.samples[0]["path"] == str(Path("/s/step-6-0.txt"))
+
+
 # --- the text trainer, end to end --------------------------------------------------------------
 
 
@@ -658,6 +685,9 @@ def test_text_lora_from_the_command_line_to_the_text_generator(
     assert "  skipped empty.txt: " in err
     assert "step 3/6: validation loss " in err
     assert "sample 1 at step 6 ('The painter'):" in err
+    # the last step is sampled once (sample_every = steps), and saved in the library
+    [saved] = [Path(line[9:]) for line in err.splitlines() if line.startswith("  saved: ")]
+    assert saved.is_file() and saved.is_relative_to(studio_home / "outputs" / "samples")
     assert "perplexity on the held-out text: " in err
     assert "  training: 6 steps, validation loss " in err
     use = f"use it: aigc-studio generate text-generation --model {model} --lora prose --prompt TEXT"

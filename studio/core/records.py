@@ -62,9 +62,17 @@ class JobRecord:
         }
 
 
+#: The recipe ``kind`` of a training's sample (a generation's recipe has no ``kind``).
+SAMPLE_KIND = "sample"
+
+
 @dataclass
 class ArtifactRecord:
-    """A saved output: ``path`` is the main file (PNG, WAV/FLAC, TXT); ``recipe`` its provenance."""
+    """A saved output: ``path`` is the main file (PNG, WAV/FLAC, TXT); ``recipe`` its provenance.
+
+    A training's samples are artifacts too (:attr:`is_sample`; their recipe's ``training`` names
+    the job, trainer, step and adapter in progress).
+    """
 
     id: str
     job_id: str | None
@@ -75,6 +83,12 @@ class ArtifactRecord:
     prompt: str
     created: float
     recipe: dict[str, Any]
+
+    @property
+    def is_sample(self) -> bool:
+        """Whether this is a training's sample (made with an adapter in progress), not a
+        generation."""
+        return isinstance(self.recipe, dict) and self.recipe.get("kind") == SAMPLE_KIND
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -51,6 +51,7 @@ from studio.core.options import validate_options
 from studio.core.paths import StudioPaths, check_out_dir, default_home
 from studio.core.plugins import PluginHost
 from studio.core.records import (
+    SAMPLE_KIND,
     AdapterRecord,
     ArtifactRecord,
     DatasetRecord,
@@ -785,6 +786,13 @@ class Studio:
         """The request that made an artifact: generator, prompt, model, adapters, options, the
         run's seed (for one image of a batch, regenerate it with ``keep_indices``) and CPU thread
         count. Reads recipes of every schema (keys a recipe lacks read as ``None``)."""
+        if isinstance(recipe, dict) and recipe.get("kind") == SAMPLE_KIND:
+            training = recipe.get("training") or {}
+            raise InvalidRequest(
+                f"a training's sample is not regenerated: it was made with the adapter as it was "
+                f"at step {training.get('step')} of training job {training.get('job_id')}; "
+                "generate with the finished adapter instead"
+            )
         if not isinstance(recipe, dict) or not recipe.get("generator"):
             raise InvalidRequest("not a studio recipe: it names no 'generator'")
         extra = recipe.get("extra") or {}

@@ -9,7 +9,10 @@ All model work happens here, never on the GUI thread. A :class:`DeviceWorker` ta
 * a training: builds a :class:`~studio.core.context.TrainContext` with a checkpoint store. At each
   step boundary the worker runs waiting higher-priority jobs right there, on the same thread (the
   training is ``paused`` meanwhile), and it holds the training while the user paused it, still
-  serving other jobs.
+  serving other jobs (the trainer's ``before_hold`` of ``ctx.step_boundary`` runs first, so
+  that it checkpoints).
+  Each ``Sample`` becomes an artifact too, its recipe naming the training, the step and the
+  generator used (:func:`studio.core.results.save_sample`).
 
 Any exception fails that job alone, with its error recorded (one line on the job, the traceback
 in its events and the log); after an out-of-memory error the model cache frees what it can. The
@@ -451,7 +454,8 @@ class DeviceWorker:
             self._handle(job, prepared, ctx, event)
 
     def _handle(self, job: Job, prepared: Prepared, ctx: RunContext, event: object) -> None:
-        """One plugin event: filter, track progress, forward; results become files."""
+        """One plugin event: filter, track progress, forward; results and samples become
+        files."""
         if not isinstance(event, _PLUGIN_EVENTS):
             raise TypeError(
                 f"{job.record.component} yielded {type(event).__name__}, not a studio event "
@@ -470,6 +474,8 @@ class DeviceWorker:
             self._emit(job, event)
             return
         self._emit(job, event)
+        if isinstance(event, Sample) and isinstance(prepared.request, TrainingRun):
+            self._save_sample(job, prepared, ctx, event)
         if isinstance(event, Result):
             if isinstance(prepared.request, GenerationRun):
                 self._save_artifact(job, prepared, ctx, event)
@@ -501,6 +507,35 @@ class DeviceWorker:
             job, ArtifactSaved(record.id, record.path, result.output.modality, record.recipe)
         )
 
+    def _save_sample(self, job: Job, prepared: Prepared, ctx: RunContext, sample: Sample) -> None:
+        """Save a training's sample in the library (its recipe names the training); a sample
+        that cannot be saved is a warning, not the end of the training."""
+        request, cls = prepared.request, prepared.component
+        assert isinstance(request, TrainingRun) and issubclass(cls, Trainer)
+        try:
+            record = results.save_sample(
+                self.services.store,
+                job_id=job.id,
+                trainer_cls=cls,
+                plugin=self._plugin_of(cls.id),
+                request=request,
+                notes=ctx.recipe,
+                sample=sample,
+                device=self.device or "cpu",
+                device_name=self.device_name,
+                threads=_torch_threads(),
+                out_dir=self.services.paths.outputs / results.SAMPLES_FOLDER,
+            )
+        except Exception as exc:
+            log.exception("job %s: the sample of step %s was not saved", job.id, sample.step)
+            message = f"the sample of step {sample.step} was not saved: {one_line(exc)}"
+            self._emit(job, Note(message, "warning"))
+            return
+        job.record.artifact_ids.append(record.id)
+        self._emit(
+            job, ArtifactSaved(record.id, record.path, sample.output.modality, record.recipe)
+        )
+
     def _plugin_of(self, component_id: str) -> tuple[str, str]:
         try:
             info = self.services.plugins.plugin_of(component_id)
@@ -517,19 +552,23 @@ class DeviceWorker:
             job,
             TrainContext,
             checkpoints=checkpoints,
-            on_step_boundary=lambda: self._step_boundary(job),
+            pause_flag=lambda: job.pause_requested,
         )
+        ctx.on_step_boundary = lambda: self._step_boundary(job, ctx)
         self._run_events(job, prepared, ctx, trainer.run(prepared.request, ctx))
         # the adapter is saved: the checkpoints have served (failed or stopped runs keep theirs)
         shutil.rmtree(checkpoints.root, ignore_errors=True)
 
-    def _step_boundary(self, job: Job) -> None:
-        """Lend the device to waiting higher-priority jobs; hold while the user paused ``job``."""
+    def _step_boundary(self, job: Job, ctx: TrainContext | None = None) -> None:
+        """Lend the device to waiting higher-priority jobs; hold while the user paused ``job``
+        (the trainer's ``before_hold`` checkpoints first)."""
         paused = False
         while not job.cancel_event.is_set() and not self._stopping:
             waiting = self.queue.pop_next(below=job.priority)
             if waiting is None and not job.pause_requested:
                 break
+            if waiting is None and ctx is not None:
+                ctx.about_to_hold()  # once: before the first hold of this boundary
             if not paused:
                 paused = True
                 self._set_state(job, JobState.PAUSED)

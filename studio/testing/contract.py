@@ -33,8 +33,8 @@ during the run.
 It checks the metadata and options, that ``ingest`` skips a bad file with a reason, that a run
 yields ``TrainStep`` events and ends with an adapter saved in the studio's library (recording the
 base model it was trained on, or none for a trainer with ``uses_model = False``), that a pause
-and a cancel take effect at a step boundary, and that a run stopped after a checkpoint and resumed
-continues exactly as the uninterrupted run.
+(with a checkpoint of the paused step) and a cancel take effect at a step boundary, and that a run
+stopped after a checkpoint and resumed continues exactly as the uninterrupted run.
 
 :func:`run_generator` and :func:`run_trainer` are the helpers the checks use; they are handy in
 ordinary tests too.
@@ -787,13 +787,21 @@ class TrainerContract:
     def test_contract_pause_holds_at_a_step_boundary(
         self, studio_app: Studio, contract_dataset: Path, contract_base_model: str | None
     ) -> None:
-        """Paused at its first step, the training holds before the next one; resumed, it goes
-        on with the next step, none skipped or repeated."""
+        """Paused at its first step, the training holds before the next one, with a checkpoint of
+        step 1 (a pause may outlast the process); resumed, it goes on with the next step, none
+        skipped or repeated."""
+        from studio.core.checkpoints import CheckpointStore
+
+        held_with: list[int | None] = []  # the newest checkpoint's step as the pause held it
 
         def pause_then_resume(job_id: str, event: Any) -> None:
             if isinstance(event, TrainStep) and event.step == 1:
                 studio_app.pause(job_id)
             elif isinstance(event, JobStateChanged) and event.state == JobState.PAUSED:
+                if not held_with:
+                    store = CheckpointStore(studio_app.paths.checkpoints / job_id)
+                    latest = store.latest()
+                    held_with.append(None if latest is None else store.step_of(latest))
                 studio_app.resume(job_id)  # the worker holds it right now, at the boundary
 
         with registered(studio_app, self.trainer_cls):
@@ -811,6 +819,12 @@ class TrainerContract:
         resumed = next(i for i, s in states if i > paused[0] and s == JobState.RUNNING)
         assert not [n for i, n in steps if paused[0] < i < resumed], "a step ran while paused"
         assert [n for i, n in steps if i < paused[0]] == [1], "it did not hold after step 1"
+        assert held_with == [1], (
+            "held for a pause after step 1, its newest checkpoint was "
+            + ("none" if held_with[0] is None else f"of step {held_with[0]}")
+            + ": a pause may outlast the process; checkpoint in "
+            "ctx.step_boundary(before_hold=...), which runs just before a pause holds the training"
+        )
 
     def test_contract_cancel_at_a_step_boundary(
         self, studio_app: Studio, contract_dataset: Path, contract_base_model: str | None

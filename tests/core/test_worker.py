@@ -12,15 +12,18 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any, ClassVar
 
 import pytest
 
 from studio import (
+    AdapterOutput,
     GenerationRequest,
     GenerationRun,
     Generator,
     IngestReport,
     PluginEvent,
+    Result,
     RunContext,
     TrainContext,
     Trainer,
@@ -29,12 +32,14 @@ from studio import (
     hookimpl,
 )
 from studio.core.cache import CacheKey
-from studio.core.errors import one_line
+from studio.core.errors import InvalidRequest, one_line
 from studio.core.events import (
+    ArtifactSaved,
     JobState,
     JobStateChanged,
     Partial,
     Progress,
+    Sample,
     TrainStep,
     stored_payload,
 )
@@ -547,3 +552,117 @@ def test_eta_of_a_running_training(app: Studio, recorder: EventRecorder, dataset
     app.cancel(train)
     app.wait(train, WAIT)
     assert app.eta(train) is None
+
+
+# --- a pause checkpoints first; samples land in the library -------------------------------------
+
+
+class _HoldRecorder(Trainer):
+    """Ten steps; its ``before_hold`` records the step it would checkpoint (and whether the
+    pause was visible to it as ``ctx.pause_requested``)."""
+
+    id = "hold-recorder"
+    name = "Hold recorder"
+    modality = "image"
+    default_model = "fake/tiny-model"
+    holds: ClassVar[list[tuple[int, bool]]] = []
+
+    def ingest(self, dataset: Path, options: object) -> IngestReport:
+        return IngestReport(usable=sorted(dataset.iterdir()))
+
+    def run(self, request: TrainingRun, ctx: TrainContext) -> Iterator[PluginEvent]:
+        step = 0
+
+        def before_hold() -> None:
+            type(self).holds.append((step, ctx.pause_requested))
+
+        while step < 10:
+            ctx.step_boundary(before_hold=before_hold)
+            step += 1
+            yield TrainStep(step, 10, loss=1.0 / step)
+        yield Result(AdapterOutput(path=request.dataset, name=request.name, modality="image"))
+
+
+@hookimpl
+def _register_hold_recorder(register: Callable[[type], None]) -> None:
+    register(_HoldRecorder)
+
+
+def test_before_hold_runs_once_before_a_pause_holds_never_for_a_lent_device(
+    app: Studio, recorder: EventRecorder, dataset: Path
+) -> None:
+    plugin = ModuleType("hold_recorder")
+    plugin.studio_api = ">=1.0,<2"  # type: ignore[attr-defined]
+    plugin.register_trainers = _register_hold_recorder  # type: ignore[attr-defined]
+    assert app.plugins.register(plugin).error is None
+    _HoldRecorder.holds.clear()
+    generations: list[str] = []
+    request = TrainingRequest(trainer=_HoldRecorder.id, dataset=dataset, name="holds")
+
+    def act(event: Any) -> None:  # on the worker thread, as the events come
+        inner = event.event
+        if isinstance(inner, TrainStep) and inner.step == 2:
+            app.pause(event.job_id)  # held at the next boundary
+        elif isinstance(inner, TrainStep) and inner.step in (4, 6):
+            generations.append(app.submit(text()))  # lent the device at the next boundary
+        elif (
+            isinstance(inner, JobStateChanged)
+            and inner.state == JobState.RUNNING
+            and event.job_id in generations[1:]
+        ):
+            app.pause(train)  # while the second generation runs on the lent device
+
+    stop = app.subscribe(act)
+    train = app.submit_training(request)
+    try:
+        assert wait_until(lambda: len(_HoldRecorder.holds) == 1, WAIT)
+        assert wait_until(lambda: app.job(train).state == JobState.PAUSED, WAIT)
+        assert app.resume(train)
+        assert wait_until(lambda: len(_HoldRecorder.holds) == 2, WAIT)
+        assert app.resume(train)
+        assert app.wait(train, WAIT).state == JobState.SUCCEEDED
+    finally:
+        stop()
+    # the user's pauses after steps 2 and 6 (the second while a generation ran), nothing when
+    # the device was only lent (after step 4)
+    assert _HoldRecorder.holds == [(2, True), (6, True)]
+    assert train_steps(recorder, train) == list(range(1, 11))
+    assert all(app.job(g).state == JobState.SUCCEEDED for g in generations)
+
+
+def test_samples_of_a_training_are_saved_in_the_library(
+    app: Studio, recorder: EventRecorder, dataset: Path
+) -> None:
+    train = app.submit_training(training(dataset, steps=4, sample_every=2))
+    assert app.wait(train, WAIT).state == JobState.SUCCEEDED
+    events = recorder.of(train)
+    saved = [e for e in events if isinstance(e, ArtifactSaved)]
+    samples = [i for i, e in enumerate(events) if isinstance(e, Sample)]
+    assert len(saved) == len(samples) == 2
+    assert all(isinstance(events[i + 1], ArtifactSaved) for i in samples)  # each as it comes
+    records = sorted(app.artifacts(job_id=train), key=lambda r: r.recipe["training"]["step"])
+    assert {r.id for r in records} == {e.artifact_id for e in saved}
+    for record, step in zip(records, (2, 4), strict=True):
+        assert record.is_sample and record.path.is_file() and record.modality == "image"
+        assert record.path.is_relative_to(app.paths.outputs / "samples")
+        recipe = record.recipe
+        assert recipe["kind"] == "sample" and recipe["seed"] == step
+        assert recipe["training"] == {
+            "job_id": train,
+            "trainer": "fake-lora",
+            "name": "style",
+            "step": step,
+            "dataset": str(dataset),
+            "adapter": {"name": "style", "step": step, "in_progress": True},
+        }
+        assert recipe["adapters"][0]["in_progress"] is True
+        assert recipe["generator"] is None and record.generator == "fake-lora"  # none named
+        assert recipe["model"]["ref"] == "fake/tiny-model"
+    assert set(app.job(train).artifact_ids) == {r.id for r in records}
+    # the gallery's queries find them, and can tell them from generations
+    generated = app.wait(app.submit(text()), WAIT).artifact_ids
+    assert [r.is_sample for r in app.artifacts()] == [False, True, True]
+    assert {r.id for r in app.artifacts(generator="fake-lora")} == {r.id for r in records}
+    assert not app.store.get_artifact(generated[0]).is_sample
+    with pytest.raises(InvalidRequest, match=r"sample is not regenerated: .* step 2 of training"):
+        app.regenerate(records[0].id)

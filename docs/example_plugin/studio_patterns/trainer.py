@@ -88,8 +88,14 @@ class PaletteTrainer(Trainer[PaletteOptions]):
         else:
             step, colours = restore(latest, fingerprint)
             yield Note(f"resumed from the checkpoint of step {step}")
+
+        def checkpoint() -> None:
+            store.save(step, checkpoint_writer(step, colours, fingerprint))
+
         while step < options.steps:
-            ctx.step_boundary()  # here the studio may pause, cancel, or lend the device
+            # here the studio may cancel, lend the device, or hold the training for a pause
+            # (after a checkpoint: the pause may outlast the process)
+            ctx.step_boundary(before_hold=checkpoint)
             step += 1
             colours, loss = kmeans.lloyd_step(pixels, colours)
             yield TrainStep(step, options.steps, loss)
@@ -97,7 +103,7 @@ class PaletteTrainer(Trainer[PaletteOptions]):
                 picture = swatch(colours, kmeans.shares(pixels, colours))
                 yield Sample(step, ImageOutput(picture, seed=options.seed))
             if step % options.checkpoint_every == 0 or step == options.steps:
-                store.save(step, checkpoint_writer(step, colours, fingerprint))
+                checkpoint()
 
         request.output_dir.mkdir(parents=True, exist_ok=True)
         shares = kmeans.shares(pixels, colours)
