@@ -46,7 +46,7 @@ from studio import (
 from .adapters import _strip, has_adapters
 from .decoding import Sampling, stream_generate
 from .detok import IncrementalDecoder, StopMatcher
-from .generator import DEFAULT_MODEL
+from .generator import DEFAULT_MODEL, TextGenerator
 from .loading import TextModelInfo, check_memory, estimate_bytes, load_causal_lm, pick_dtype
 from .loading import use_info as use_model_info
 from .options import TextOptions
@@ -612,5 +612,10 @@ class Sampler:
                 steps.close()
             pieces.append(stopper.push(detok.flush()) + stopper.flush())
             text = "".join(pieces)
-            extra = {"prompt": self.prompts[index], "mode": plan.mode, "step": step}
+            extra = {
+                "prompt": self.prompts[index],
+                "mode": plan.mode,
+                "step": step,
+                "generator": TextGenerator.id,  # its decoding wrote the sample (for the recipe)
+            }
             yield Sample(step, TextOutput(text=text, seed=seed, index=index, extra=extra))

@@ -34,7 +34,8 @@ from studio.testing.contract import (
     run_generator,
     run_trainer,
 )
-from studio.testing.fakes import EventRecorder
+from studio.testing.fake_plugin import open_fake_studio
+from studio.testing.fakes import EventRecorder, wait_until
 from studio.testing.models_text import (
     REPETITIVE_LINES,
     make_tiny_causal_lm,
@@ -150,6 +151,9 @@ def test_ingest_skips_what_it_cannot_learn_from_with_reasons(tmp_path: Path) -> 
     assert skipped["bad.jsonl"] == "line 1: no assistant message to learn from"  # its own check
     assert ".hidden.txt" not in skipped
     assert "2 text file(s) and 1 chat example file(s)" in report.notes
+    # the shared summary counts what is left after the trainer's own check
+    assert report.notes[0].startswith("3 usable files (3 text), ")
+    assert f"{len(skipped)} files skipped (see the reasons)" in report.notes
     assert [e.path for e in report.manifest.entries] == ["chats.jsonl", "sub/poem.md", "text-1.txt"]
 
 
@@ -376,6 +380,15 @@ def test_chat_examples_train_a_chat_model(
     output = samples[0].output
     assert isinstance(output, TextOutput) and output.extra["mode"] == "chat"
     assert output.extra["prompt"] == "What is green?" and output.seed == 0
+    # each sample is in the library, its recipe naming the training and the generator used
+    saved = studio_app.artifacts(job_id=adapter.job_id)
+    assert sorted(a.recipe["training"]["step"] for a in saved) == [2, 3]
+    for artifact in saved:
+        assert artifact.is_sample and artifact.generator == TextGenerator.id
+        assert artifact.prompt == "What is green?" and artifact.model == str(models["llama"])
+        assert artifact.recipe["training"]["trainer"] == TextLoraTrainer.id
+        text = artifact.path.read_text(encoding="utf-8")
+        assert text in {s.output.text for s in samples if isinstance(s.output, TextOutput)}
     recipe = _recipe(adapter.path)
     assert recipe["resolved"]["target_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
     assert recipe["dataset"]["train_examples"] > 0 and recipe["dataset"]["validation_examples"] > 0
@@ -516,6 +529,97 @@ def test_paused_and_preempted_run_equals_the_uninterrupted_one(
     assert _losses(recorder.of(job_id)) == _losses(recorder.of(whole_id))
     adapters = {a.job_id: a for a in studio_app.adapters()}
     assert adapter_content(adapters[job_id].path) == adapter_content(adapters[whole_id].path)
+
+
+def test_paused_then_closed_resumes_from_the_paused_step_to_the_same_adapter(
+    studio_home: Path, models: dict[str, Path], corpus: Path
+) -> None:
+    """Paused after step 3 (its last periodic checkpoint is step 2), the studio closed and opened
+    again: the resume goes on from step 3 and ends with the uninterrupted run's adapter."""
+    request = _request(corpus, models["gpt2"])
+    held_with: list[int | None] = []
+
+    def pause_at_3(event: Any) -> None:
+        inner = event.event
+        if isinstance(inner, TrainStep) and inner.step == 3:
+            app.pause(event.job_id)
+        elif isinstance(inner, JobStateChanged) and inner.state == JobState.PAUSED:
+            held_with.append(app.checkpoint_step(event.job_id))
+
+    app = open_fake_studio(studio_home)
+    try:
+        with registered(app, TextLoraTrainer):
+            whole_id = app.submit_training(request)
+            assert app.wait(whole_id, timeout=120).state == JobState.SUCCEEDED
+            whole = {a.job_id: a for a in app.adapters()}[whole_id]
+            app.subscribe(pause_at_3)
+            job_id = app.submit_training(request)
+            assert wait_until(lambda: app.job(job_id).state == JobState.PAUSED, 120)
+    finally:
+        app.close()  # the window closed while the training waits
+    assert held_with == [3]
+
+    again = open_fake_studio(studio_home)
+    recorder = EventRecorder()
+    again.subscribe(recorder)
+    try:
+        assert again.job(job_id).state == JobState.INTERRUPTED
+        with registered(again, TextLoraTrainer):
+            assert again.resume(job_id)
+            record = again.wait(job_id, timeout=120)
+        assert record.state == JobState.SUCCEEDED, record.error
+        events = recorder.of(job_id)
+        assert any(
+            isinstance(e, Note) and e.message.startswith("resumed from the checkpoint of step 3")
+            for e in events
+        )
+        assert [e.step for e in events if isinstance(e, TrainStep)] == [4, 5, 6]
+        adapter = {a.job_id: a for a in again.adapters()}[job_id]
+        assert adapter_content(adapter.path) == adapter_content(whole.path)
+    finally:
+        again.close()
+
+
+def test_transformers_says_nothing_of_loss_type_while_training(
+    studio_app: Studio, models: dict[str, Path], corpus: Path
+) -> None:
+    """GPT-2 has no loss type transformers knows by its class name: its first loss logs a
+    warning about it (once a process). The studio drops that one, and only that one."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    hf_logging.warning_once.cache_clear()  # as in a fresh process
+    try:
+        run_trainer(
+            TextLoraTrainer,
+            corpus,
+            studio_app,
+            options={**FAST, "steps": 1},
+            base_model=str(models["gpt2"]),
+        )
+        module_logger = logging.getLogger("transformers.modeling_utils")
+        module_logger.warning("`loss_type=ForSomething` was set in the config but it is odd")
+        module_logger.error("`loss_type=None` was set in the config but it is unrecognized.")
+    finally:
+        logger.removeHandler(handler)
+    messages = [(r.levelno, r.getMessage()) for r in records]
+    assert not [m for m in messages if m[0] < logging.ERROR and "loss_type=None" in m[1]]
+    assert (logging.WARNING, "`loss_type=ForSomething` was set in the config but it is odd") in (
+        messages
+    )
+    assert (logging.ERROR, "`loss_type=None` was set in the config but it is unrecognized.") in (
+        messages
+    )
 
 
 def _stop_after_a_checkpoint(studio_app: Studio) -> Any:
