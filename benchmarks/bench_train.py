@@ -27,8 +27,9 @@ Rows:
 
 - **steps/s**: steady-state steps per second (from the end of step 1 to the end of the last
   step: the set-up, the data preparation and the final checkpoint and export are outside the
-  window), each side's best of several interleaved runs (as ``timeit``: on a busy machine other
-  processes only add time), the ratio of medians in the notes. Goal (issue 11): >= 0.95.
+  window), each side's best of several interleaved runs, each side first in turn (as ``timeit``:
+  on a busy machine other processes only add time); the ratio of medians and the ratio per
+  process CPU second (less sensitive to other processes) in the notes. Goal (issue 11): >= 0.95.
 - **preemption**: during a studio training (checkpoints every 2 steps), text generations (4
   tokens, model warm) submitted at seeded random moments: the delay from ``submit`` to the
   generation's first event after being queued (``running``), against one training step + one
@@ -616,6 +617,7 @@ def _preemption(app: Any, model: Path, corpus: Path, sizes: Sizes) -> dict:
     started: dict[str, float] = {}
     stepped = threading.Condition()
     train_id: list[str] = []
+    ended: list[str] = []
 
     def watch(job_event: Any) -> None:
         event = job_event.event
@@ -623,15 +625,22 @@ def _preemption(app: Any, model: Path, corpus: Path, sizes: Sizes) -> dict:
             with stepped:
                 steps.append((event.step, time.perf_counter()))
                 stepped.notify_all()
-        elif isinstance(event, JobStateChanged) and event.state == JobState.RUNNING:
-            started.setdefault(job_event.job_id, time.perf_counter())
+        elif isinstance(event, JobStateChanged):
+            if event.state == JobState.RUNNING:
+                started.setdefault(job_event.job_id, time.perf_counter())
+            elif event.state.finished and train_id and job_event.job_id == train_id[0]:
+                with stepped:
+                    ended.append(event.error or str(event.state))
+                    stepped.notify_all()
 
     def wait_steps(count: int) -> None:
         """Until the training has taken ``count`` more steps."""
         with stepped:
             target = len(steps) + count
-            if not stepped.wait_for(lambda: len(steps) >= target, timeout=600):
-                raise RuntimeError("the benchmark training stopped taking steps")
+            stepped.wait_for(lambda: len(steps) >= target or bool(ended), timeout=600)
+            if len(steps) < target:
+                why = ended[0] if ended else "no step in 10 minutes"
+                raise RuntimeError(f"the benchmark training stopped taking steps: {why}")
 
     generation = GenerationRequest(
         generator="text-generation",
