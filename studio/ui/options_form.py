@@ -6,7 +6,8 @@ choices, default, description and widget hint decide its editor:
 - ``bool`` -> check box; ``int``/``float`` -> spin box (with a slider when both ends are bounded);
 - ``choice`` (``Literal``) -> combo box; ``path`` / widget ``image|mask|audio|file|folder`` -> a
   file picker (images accept drops, show a thumbnail); ``str`` -> line edit (``multiline``: a box);
-- ``list`` -> comma-separated line edit (``multiline``: a box, one item per line); a field named ``seed`` -> number + dice button;
+- ``list`` -> comma-separated line edit (``multiline``: a box, one item per line); a field
+  named ``seed`` -> number + dice button;
 - optional fields (``X | None``) get a check box: unchecked means "default" (the field is left out).
 
 Validation goes through ``studio.core.options.validate_options``; the offending field
