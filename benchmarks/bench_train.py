@@ -33,8 +33,10 @@ Rows:
 - **preemption**: during a studio training (checkpoints every 2 steps), text generations (4
   tokens, model warm) submitted at seeded random moments: the delay from ``submit`` to the
   generation's first event after being queued (``running``), against one training step + one
-  checkpoint write measured in the same run (medians). Goal (issue 11): the longest delay within
-  that.
+  checkpoint write (the longest of each in that run: the generation waits for the step in
+  progress, and steps vary on a busy machine). Goal (issue 11): the longest delay within that,
+  and every generation served at the first step boundary after its submit (at most the step in
+  progress ended in between), which holds whatever the machine's load.
 - **checkpoint write**: the loop's whole checkpoint (capture: copies of the adapter and optimizer
   state and every RNG; then the safetensors files, the state, the marker, fsyncs and the rename)
   against a bare save of the same state (peft's adapter state dict with safetensors,
@@ -652,7 +654,7 @@ def _preemption(app: Any, model: Path, corpus: Path, sizes: Sizes) -> dict:
     # the generator's model warm in the cache: the delay is the queue's, not a load
     app.wait(app.submit(generation), timeout=600)
     checkpoints: list[float] = []
-    delays: list[float] = []
+    tries: list[tuple[float, float]] = []  # (submitted, running)
     unsubscribe = app.subscribe(watch)
     rng = random.Random(7)
     try:
@@ -677,7 +679,7 @@ def _preemption(app: Any, model: Path, corpus: Path, sizes: Sizes) -> dict:
                 record = app.wait(job, timeout=600)
                 if record.state != "succeeded":
                     raise RuntimeError(f"benchmark generation {record.state}: {record.error}")
-                delays.append(started[job] - submitted)
+                tries.append((submitted, started[job]))
             app.cancel(train_id[0])
             app.wait(train_id[0], timeout=600)
     finally:
@@ -688,11 +690,17 @@ def _preemption(app: Any, model: Path, corpus: Path, sizes: Sizes) -> dict:
         for (step, a), (_, b) in itertools.pairwise(steps)
         if step % 2 == 1 and not any(a <= t <= b for t in served)  # no checkpoint, no job
     ]
-    step_ms = statistics.median(plain) * 1000
-    checkpoint_ms = statistics.median(checkpoints) * 1000
-    bound = step_ms + checkpoint_ms
-    values = [d * 1000 for d in delays]
+    # served at the first step boundary after its submit: at most the step in progress ended
+    # (one TrainStep event) in between
+    late = sum(
+        1 for submitted, running in tries if sum(submitted < t < running for _, t in steps) > 1
+    )
+    values = [(running - submitted) * 1000 for submitted, running in tries]
     longest = max(values)
+    # the bound: the longest step and the longest checkpoint write of the run (steps vary on a
+    # busy machine; the generation waits for the one in progress)
+    step_ms, checkpoint_ms = max(plain) * 1000, max(checkpoints) * 1000
+    bound = step_ms + checkpoint_ms
     return {
         "name": "train preemption: generation start",
         "studio": longest,
@@ -700,14 +708,17 @@ def _preemption(app: Any, model: Path, corpus: Path, sizes: Sizes) -> dict:
         "unit": "ms",
         "ratio": longest / bound,
         "goal": "<= one step + one checkpoint write",
-        "met": longest <= bound,
+        "met": longest <= bound and not late,
         "notes": f"longest of {len(values)} text generations submitted at random moments of a "
-        f"studio training (checkpoint every 2 steps); median {statistics.median(values):.0f} ms; "
-        f"bare = median step {step_ms:.0f} ms + median checkpoint {checkpoint_ms:.0f} ms "
-        f"(over {len(plain)} steps, {len(checkpoints)} checkpoints)",
+        f"studio training (checkpoint every 2 steps), median {statistics.median(values):.0f} ms; "
+        f"bare = the longest step {step_ms:.0f} ms (median {statistics.median(plain) * 1000:.0f}"
+        f" over {len(plain)}) + the longest checkpoint write {checkpoint_ms:.0f} ms (median "
+        f"{statistics.median(checkpoints) * 1000:.0f} over {len(checkpoints)}); "
+        f"{len(values) - late} of {len(values)} served at the first step boundary after submit",
         "delays_ms": values,
-        "step_ms": step_ms,
-        "checkpoint_ms": checkpoint_ms,
+        "late": late,
+        "step_ms": statistics.median(plain) * 1000,
+        "checkpoint_ms": statistics.median(checkpoints) * 1000,
     }
 
 
