@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QIcon, QPixmap
+from PySide6.QtGui import QColor, QFont, QIcon, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -264,8 +264,20 @@ class TextSamples(QTextBrowser):
                 f"<p style='margin-left:12px; margin-top:0; margin-bottom:4px'>{shown}</p>"
             )
         self.setHtml("".join(parts))
+        self._to_end()
+
+    def _to_end(self) -> None:
         bar = self.verticalScrollBar()
         bar.setValue(bar.maximum())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        # the newest samples stay in view when the panel is laid out again (shown, resized),
+        # unless the reader scrolled up to older ones
+        bar = self.verticalScrollBar()
+        at_end = bar.value() >= bar.maximum() - 2
+        super().resizeEvent(event)
+        if at_end:  # once the document is laid out again for the new width
+            QTimer.singleShot(0, self, self._to_end)
 
 
 class TrainingPanel(QWidget):
