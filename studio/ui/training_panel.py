@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QIcon, QPixmap, QResizeEvent
+from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -600,6 +600,7 @@ class TrainingPanel(QWidget):
         trainer = self.trainers.get(job.component)
         self.follow(job.id, job.request.get("name"), trainer.modality if trainer else "image")
         self._replay(job.id)
+        self._replay_samples(job.id)
         if job.total:
             self.progress.setRange(0, job.total)
             self.progress.setValue(job.step)
@@ -695,28 +696,62 @@ class TrainingPanel(QWidget):
             return
         out = ev.output
         if isinstance(out, TextOutput):
-            self.sample_stack.setCurrentWidget(self.text_samples)
-            self.text_samples.add(ev.step, out)
-            return
-        self.sample_stack.setCurrentWidget(self.samples)
-        key = (ev.step, out.index)
-        item = self._sample_items.get(key)  # the end of a run may sample its last step again
-        if item is None:
-            item = QListWidgetItem(f"step {ev.step}")
-            self._sample_items[key] = item
-            self.samples.addItem(item)
-        if isinstance(out, ImageOutput):
-            pixmap = QPixmap.fromImage(pil_to_qimage(out.image)).scaled(
-                SAMPLE_ICON,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.FastTransformation,  # samples are small: keep them crisp
-            )
-            item.setIcon(QIcon(pixmap))
+            self._show_text_sample(ev.step, out)
+        elif isinstance(out, ImageOutput):
+            self._show_thumbnail(ev.step, out.index, pil_to_qimage(out.image))
         elif isinstance(out, AudioOutput):
             from studio.ui.waveform import waveform_image
 
-            item.setIcon(QIcon(QPixmap.fromImage(waveform_image(out.samples, SAMPLE_ICON))))
+            self._show_thumbnail(ev.step, out.index, waveform_image(out.samples, SAMPLE_ICON))
+
+    def _show_text_sample(self, step: int, output: TextOutput) -> None:
+        self.sample_stack.setCurrentWidget(self.text_samples)
+        self.text_samples.add(step, output)
+
+    def _show_thumbnail(self, step: int, index: int, image: QImage) -> None:
+        self.sample_stack.setCurrentWidget(self.samples)
+        key = (step, index)
+        item = self._sample_items.get(key)  # a step sampled again (after a resume) is replaced
+        if item is None:
+            item = QListWidgetItem(f"step {step}")
+            self._sample_items[key] = item
+            self.samples.addItem(item)
+        pixmap = QPixmap.fromImage(image).scaled(
+            SAMPLE_ICON,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.FastTransformation,  # samples are small: keep them crisp
+        )
+        item.setIcon(QIcon(pixmap))
         self.samples.scrollToBottom()
+
+    def _replay_samples(self, job_id: str) -> None:
+        """The samples a job saved in the library so far (shown again after a restart)."""
+        from studio.ui.thumbnails import make_audio_thumb, make_image_thumb
+
+        try:
+            records = [r for r in self.studio.artifacts(job_id=job_id) if r.is_sample]
+        except Exception:
+            return
+        for record in sorted(records, key=lambda r: r.created):
+            recipe = record.recipe
+            try:
+                step = int((recipe.get("training") or {})["step"])
+                index = int(recipe.get("index") or 0)
+                if record.modality == "text":
+                    extra = recipe.get("extra") or {}
+                    text = Path(record.path).read_text(encoding="utf-8")
+                    output = TextOutput(
+                        text,
+                        index=index,
+                        extra={"prompt": recipe.get("prompt"), "mode": extra.get("mode")},
+                    )
+                    self._show_text_sample(step, output)
+                elif record.modality == "image":
+                    self._show_thumbnail(step, index, make_image_thumb(record.path, SAMPLE_ICON))
+                elif record.modality == "audio":
+                    self._show_thumbnail(step, index, make_audio_thumb(record.path, SAMPLE_ICON))
+            except (KeyError, TypeError, ValueError, OSError, RuntimeError):
+                continue  # a sample deleted from the gallery, or unreadable: left out
 
     def _on_note(self, job_id: str, message: str, level: str) -> None:
         if job_id == self.job_id:

@@ -210,6 +210,15 @@ def test_a_text_run_shows_curves_numbers_samples_notes_and_perplexity(
     assert "skipped notes.doc: not a text file" in notes
     assert panel.tabs.tabText(panel.tabs.indexOf(panel.notes)) == "Notes (3, 1 warning)"
     assert "tides" in panel.status.text()
+    # shown again from what was stored (as after a restart): curve, notes, samples
+    from studio.ui.training_panel import TrainingPanel
+
+    again = TrainingPanel(window.session)
+    qtbot.addWidget(again)
+    again._show_job(studio.job(job_id))
+    assert again.plot.train == panel.plot.train and again.plot.valid == panel.plot.valid
+    assert again.notes.count() == panel.notes.count()
+    assert again.text_samples.toPlainText() == panel.text_samples.toPlainText()
     # Use this adapter: the text generator that takes adapters, on the adapter's base model
     panel.use_button.click()
     assert window.current_panel() == "generate"
@@ -261,7 +270,7 @@ def test_a_training_interrupted_by_closing_the_studio_resumes_from_the_panel(
                 trainer="fake-lora",
                 dataset=dataset,
                 name="night",
-                options={"steps": 30, "checkpoint_every": 3, "delay": 0.02},
+                options={"steps": 30, "checkpoint_every": 3, "sample_every": 4, "delay": 0.02},
             )
         )
         qtbot.waitUntil(lambda: first.job(job_id).step >= 8, timeout=WAIT)
@@ -279,6 +288,12 @@ def test_a_training_interrupted_by_closing_the_studio_resumes_from_the_panel(
         assert panel.job_id == job_id
         shown = [p[0] for p in panel.plot.train]
         assert shown and shown == list(range(1, len(shown) + 1))
+        # and the samples it saved in the library
+        saved = [a for a in second.artifacts(job_id=job_id) if a.is_sample]
+        assert saved and panel.samples.count() == len(saved)
+        assert (
+            panel.samples.item(0).text() == "step 4" and not panel.samples.item(0).icon().isNull()
+        )
         assert panel.status.text().startswith("Interrupted")
         assert panel.pause_button.text() == "Resume" and panel.pause_button.isEnabled()
         assert not panel.cancel_button.isEnabled()
@@ -288,6 +303,9 @@ def test_a_training_interrupted_by_closing_the_studio_resumes_from_the_panel(
         # from the checkpoint on, without a step twice: the whole curve once
         assert [p[0] for p in panel.plot.train] == list(range(1, 31))
         assert panel.plot.train[-1][1] == fake_loss(30, "night")
+        assert [panel.samples.item(i).text() for i in range(panel.samples.count())] == [
+            f"step {s}" for s in range(4, 31, 4)
+        ]
         assert panel.pause_button.text() == "Pause" and not panel.pause_button.isEnabled()
         win.close()
     finally:
