@@ -801,12 +801,14 @@ class TrainingPanel(QWidget):
         self._update_buttons()
         if state == JobState.RUNNING and self.progress.maximum() == 0:
             self.progress.setRange(0, 0)
+        if state != JobState.RUNNING:  # no time left to tell while it waits, or at its end
+            self.stats.set("eta", "—")
+            self.progress.setFormat(self.progress.format().split(" · ")[0])
         if not state.finished:
             if state == JobState.RUNNING:
                 self.use_button.hide()
             self._set_state_text(state)
             return
-        self.stats.set("eta", "—")
         if state != JobState.SUCCEEDED:
             if self.progress.maximum() == 0:  # ended before its first step
                 self.progress.setRange(0, 1)
@@ -815,7 +817,6 @@ class TrainingPanel(QWidget):
             return
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
-        self.progress.setFormat(self.progress.format().split(" · ")[0])
         self.session.refresh_adapters()
         adapter = next((a for a in self.session.adapters if a.job_id == job_id), None)
         if adapter is None:

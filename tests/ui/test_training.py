@@ -88,6 +88,7 @@ def test_pause_resume_cancel_from_the_panel(
     panel.toggle_pause()
     qtbot.waitUntil(lambda: panel.pause_button.text() == "Resume", timeout=WAIT)
     assert studio.job(job_id).state == JobState.PAUSED
+    assert panel.stats.text("eta") == "—" and "left" not in panel.progress.format()
     panel.toggle_pause()
     qtbot.waitUntil(lambda: studio.job(job_id).state == JobState.RUNNING, timeout=WAIT)
     panel.cancel()
