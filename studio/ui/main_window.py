@@ -388,8 +388,16 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("This generator takes no init image.", 5000)
 
     def use_adapter(self, name: str, modality: str) -> bool:
-        """Select a trained adapter in the generate form (switching to a generator that can)."""
+        """Select a trained adapter in the generate form (switching to a generator that can:
+        one the adapter names, such as a palette's own generator, when it names one)."""
         gen = self.generate.generator
+        library = self.session.adapters if self.session is not None else []
+        mine = [a for a in library if name in (a.id, a.name)]
+        record = max(mine, key=lambda a: a.created) if mine else None  # the newest of a name
+        named = [g for g in (record.generators if record else ()) if g in self.generate.generators]
+        if named and (gen is None or gen.id not in named):
+            self.generate.select_generator(named[0])
+            gen = self.generate.generator
         if gen is None or not gen.supports_lora or gen.modality != modality:
             able = sorted(
                 (

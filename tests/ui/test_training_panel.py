@@ -75,6 +75,7 @@ class VerseTrainer(FakeTrainer):
         yield Sample(last, self._verse(last))
         output = self._write_adapter(request)
         output.modality = "text"
+        output.generators = (VerseWriter.id,)  # made for it: "Use this adapter" opens it
         output.extra.update(
             perplexity_before=math.exp(validation(0)), perplexity_after=math.exp(validation(last))
         )
@@ -94,6 +95,14 @@ class VerseWriter(FakeTextGenerator):
     supports_lora = True
 
 
+class AnotherWriter(FakeTextGenerator):
+    """Another text generator that takes adapters, listed first (by name)."""
+
+    id = "fake-another-writer"
+    name = "Another writer"
+    supports_lora = True
+
+
 class VersePlugin:
     studio_api = ">=1.0,<2"
 
@@ -104,6 +113,7 @@ class VersePlugin:
     @hookimpl
     def register_generators(self, register: Callable[[type], None]) -> None:
         register(VerseWriter)
+        register(AnotherWriter)
 
 
 @pytest.fixture
@@ -219,7 +229,9 @@ def test_a_text_run_shows_curves_numbers_samples_notes_and_perplexity(
     assert again.plot.train == panel.plot.train and again.plot.valid == panel.plot.valid
     assert again.notes.count() == panel.notes.count()
     assert again.text_samples.toPlainText() == panel.text_samples.toPlainText()
-    # Use this adapter: the text generator that takes adapters, on the adapter's base model
+    # Use this adapter: the generator it was made for (not the first text generator that takes
+    # adapters), on the adapter's base model
+    window.generate.select_generator(AnotherWriter.id)
     panel.use_button.click()
     assert window.current_panel() == "generate"
     gen = window.generate
