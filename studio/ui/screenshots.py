@@ -105,16 +105,23 @@ def _tiny_base_model(hub: Path, work: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(folder)
     ids = torch.tensor(tokenizer(tokenizer.eos_token.join(CORPUS))["input_ids"])
     window = 48
-    with torch.random.fork_rng():
-        torch.manual_seed(0)  # the same pictures every time (dropout draws from this)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-        model.train()
-        for _ in range(300):  # random windows of the sentences, 8 at a time
-            starts = torch.randint(0, len(ids) - window, (8,))
-            batch = torch.stack([ids[int(i) : int(i) + window] for i in starts])
-            model(input_ids=batch, labels=batch).loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
+    threads = torch.get_num_threads()
+    # one thread: the fastest for so small a model on a busy machine, and the same weights on
+    # every machine
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # the same pictures every time (dropout draws from this)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+            model.train()
+            for _ in range(300):  # random windows of the sentences, 8 at a time
+                starts = torch.randint(0, len(ids) - window, (8,))
+                batch = torch.stack([ids[int(i) : int(i) + window] for i in starts])
+                model(input_ids=batch, labels=batch).loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
     model.save_pretrained(folder)
     save_to_hub_cache(folder, TINY_MODEL, hub)
 

@@ -254,6 +254,8 @@ class TextSamples(QTextBrowser):
                 )
                 last_step = step
             body = escape(text).replace("\n", "<br>")
+            if not text.strip():  # the model ended at once: say so rather than show nothing
+                body = f" <i style='color:{grey}'>(wrote nothing)</i>"
             if prompt and mode == "continuation":
                 shown = f"<span style='color:{grey}'>{escape(prompt)}</span>{body}"
             elif prompt:

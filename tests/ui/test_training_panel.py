@@ -146,6 +146,20 @@ def test_samples_are_shown_readable() -> None:
     assert readable("café ✨\n\nline") == "café ✨\n\nline"
 
 
+def test_an_empty_sample_says_so(qtbot: Any) -> None:
+    from studio.ui.training_panel import TextSamples
+
+    view = TextSamples()
+    qtbot.addWidget(view)
+    view.add(20, TextOutput("", extra={"prompt": "The sea", "mode": "continuation"}))
+    view.add(20, TextOutput(" is blue.", index=1, extra={"prompt": "The sea", "mode": "chat"}))
+    assert view.toPlainText().splitlines() == [
+        "Step 20",
+        "The sea (wrote nothing)",
+        "The sea → is blue.",
+    ]
+
+
 def test_the_plot_keeps_two_series_and_rewinds_to_a_resumed_step(qtbot: Any) -> None:
     plot = LossPlot()
     qtbot.addWidget(plot)
