@@ -54,6 +54,7 @@ Rows:
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -74,6 +75,9 @@ from typing import Any
 GOAL_RATIO = 0.95
 GOAL_MEMORY = 1.05
 GOAL_CHECKPOINT_SIZE = 1.1
+#: The queue's own handling of a generation preempting a training (submit: the request checked
+#: and stored; at the boundary: the training's state, the job's start), as bench_queue allows.
+GOAL_PREEMPT_SLACK_MS = 20.0
 
 HERE = Path(__file__).resolve().parent
 
@@ -349,8 +353,9 @@ class BareLoop:
 
 
 @contextlib.contextmanager
-def _timed_checkpoints(durations: list[float]) -> Iterator[None]:
-    """Time every checkpoint the shared loop takes (capture + write), on any thread."""
+def _timed_checkpoints(durations: list[tuple[int, float]]) -> Iterator[None]:
+    """Time every checkpoint the shared loop takes (capture + write), on any thread: (step,
+    seconds)."""
     from studio.core import finetune
 
     original = finetune.FineTuneLoop._checkpoint
@@ -358,7 +363,7 @@ def _timed_checkpoints(durations: list[float]) -> Iterator[None]:
     def timed(self: Any) -> None:
         started = time.perf_counter()
         original(self)
-        durations.append(time.perf_counter() - started)
+        durations.append((self.c.step, time.perf_counter() - started))
 
     setattr(finetune.FineTuneLoop, "_checkpoint", timed)  # noqa: B010 (a method, for mypy)
     try:
@@ -503,7 +508,7 @@ def _throughput(
     rates: dict[str, list[float]] = {"studio": [], "trainer": [], "bare": []}
     cpu_rates: dict[str, list[float]] = {side: [] for side in rates}
     threads: dict[str, set[int]] = {side: set() for side in rates}
-    checkpoints: list[float] = []
+    checkpoints: list[tuple[int, float]] = []
     bare_checkpoints: list[float] = []
     bare_folder = root / "bare-checkpoint"
     trainer_checkpoint = root / "trainer-0" / "checkpoints"
@@ -532,6 +537,9 @@ def _throughput(
     for repeat in range(sizes.repeats):
         # interleaved, each side first in turn: a slow spell of the machine hits all of them
         for side, measure in sides[repeat % 3 :] + sides[: repeat % 3]:
+            # the garbage of the side before (a whole peft model's cycles) collected now, not
+            # by this side's allocations in its timed steps
+            gc.collect()
             times = measure(repeat)
             rates[side].append(_rate(times.ends))
             cpu_rates[side].append(_rate(times.ends, cpu=True))
@@ -570,7 +578,7 @@ def _throughput(
             }
         )
     step_s = 1 / median["trainer"]
-    studio_ms = statistics.median(checkpoints) * 1000
+    studio_ms = statistics.median(seconds for _, seconds in checkpoints) * 1000
     bare_ms = statistics.median(bare_checkpoints) * 1000
     rows.append(
         {
@@ -653,7 +661,7 @@ def _preemption(app: Any, model: Path, corpus: Path, sizes: Sizes) -> dict:
     )
     # the generator's model warm in the cache: the delay is the queue's, not a load
     app.wait(app.submit(generation), timeout=600)
-    checkpoints: list[float] = []
+    checkpoints: list[tuple[int, float]] = []
     tries: list[tuple[float, float, float]] = []  # (submit called, returned, job running)
     unsubscribe = app.subscribe(watch)
     rng = random.Random(7)
@@ -686,10 +694,13 @@ def _preemption(app: Any, model: Path, corpus: Path, sizes: Sizes) -> dict:
     finally:
         unsubscribe()
     served = sorted(started[j] for j in started if j != train_id[0])
-    plain = [
-        b - a
+    written = dict(checkpoints)  # step -> seconds of the checkpoint after it
+    # every step's own time (the interval between two TrainStep events without its checkpoint),
+    # the steps a generation was submitted in among them; intervals a generation ran in left out
+    step_times = [
+        b - a - written.get(step, 0.0)
         for (step, a), (_, b) in itertools.pairwise(steps)
-        if step % 2 == 1 and not any(a <= t <= b for t in served)  # no checkpoint, no job
+        if not any(a <= t <= b for t in served)
     ]
     # served at the first step boundary once queued (submit returned: the request checked and
     # stored): at most the step in progress ended (one TrainStep event) in between
@@ -698,28 +709,31 @@ def _preemption(app: Any, model: Path, corpus: Path, sizes: Sizes) -> dict:
     submit_ms = statistics.median((queued - submitted) * 1000 for submitted, queued, _ in tries)
     longest = max(values)
     # the bound: the longest step and the longest checkpoint write of the run (steps vary on a
-    # busy machine; the generation waits for the one in progress)
-    step_ms, checkpoint_ms = max(plain) * 1000, max(checkpoints) * 1000
-    bound = step_ms + checkpoint_ms
+    # busy machine; the generation waits for the one in progress), plus the queue's own handling
+    write_times = [seconds for _, seconds in checkpoints]
+    step_ms, checkpoint_ms = max(step_times) * 1000, max(write_times) * 1000
+    bound = step_ms + checkpoint_ms + GOAL_PREEMPT_SLACK_MS
     return {
         "name": "train preemption: generation start",
         "studio": longest,
         "bare": bound,
         "unit": "ms",
         "ratio": longest / bound,
-        "goal": "<= one step + one checkpoint write",
+        "goal": f"<= one step + one checkpoint write + {GOAL_PREEMPT_SLACK_MS:g} ms",
         "met": longest <= bound and not late,
         "notes": f"longest of {len(values)} text generations submitted at random moments of a "
         f"studio training (checkpoint every 2 steps), median {statistics.median(values):.0f} ms; "
-        f"bare = the longest step {step_ms:.0f} ms (median {statistics.median(plain) * 1000:.0f}"
-        f" over {len(plain)}) + the longest checkpoint write {checkpoint_ms:.0f} ms (median "
-        f"{statistics.median(checkpoints) * 1000:.0f} over {len(checkpoints)}); "
-        f"{len(values) - late} of {len(values)} served at the first step boundary once queued "
-        f"(submit itself: median {submit_ms:.1f} ms)",
+        f"bare = the longest step {step_ms:.0f} ms (median "
+        f"{statistics.median(step_times) * 1000:.0f} over {len(step_times)}) + the longest "
+        f"checkpoint write {checkpoint_ms:.0f} ms (median "
+        f"{statistics.median(write_times) * 1000:.0f} over {len(write_times)}) + "
+        f"{GOAL_PREEMPT_SLACK_MS:g} ms for the queue; {len(values) - late} of {len(values)} "
+        f"served at the first step boundary once queued (submit itself: median "
+        f"{submit_ms:.1f} ms)",
         "delays_ms": values,
         "late": late,
-        "step_ms": statistics.median(plain) * 1000,
-        "checkpoint_ms": statistics.median(checkpoints) * 1000,
+        "step_ms": statistics.median(step_times) * 1000,
+        "checkpoint_ms": statistics.median(write_times) * 1000,
     }
 
 
