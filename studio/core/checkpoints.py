@@ -34,6 +34,7 @@ class CheckpointStore:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         write(tmp)
+        _fsync_tree(tmp)  # the data reaches the disk before the marker can say it is complete
         marker = tmp / MARKER
         with open(marker, "w", encoding="utf-8") as fh:
             json.dump({"step": step, "time": time.time(), **(meta or {})}, fh)
@@ -74,3 +75,14 @@ class CheckpointStore:
                 shutil.rmtree(old, ignore_errors=True)
         for stale in self.root.glob(".tmp-step-*"):  # left by a crash mid-write
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` to disk (what ``write`` left in the cache)."""
+    for path in sorted(folder.rglob("*"), reverse=True):  # files before the folders holding them
+        if path.is_dir():
+            fsync_dir(path)
+        elif path.is_file():
+            with open(path, "rb+") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(folder)

@@ -49,3 +49,30 @@ def test_folder_without_marker_is_ignored(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path / "ck")
     (tmp_path / "ck" / "step-00000009").mkdir(parents=True)
     assert store.latest() is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names fds through /proc (Linux)")
+def test_every_file_is_flushed_before_the_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power loss must not leave a checkpoint marked complete with its data still in the cache."""
+    import os
+
+    order: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        order.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def write(folder: Path) -> None:
+        (folder / "sub").mkdir()
+        (folder / "weights.safetensors").write_bytes(b"w" * 10)
+        (folder / "sub" / "state.json").write_text("{}")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    CheckpointStore(tmp_path / "ckpt").save(1, write)
+    flushed = [Path(p).name for p in order]
+    marker_at = flushed.index(MARKER)
+    assert "weights.safetensors" in flushed[:marker_at]
+    assert "state.json" in flushed[:marker_at]
