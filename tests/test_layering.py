@@ -250,7 +250,9 @@ def test_scan_covers_the_packages() -> None:
     layers = {p.relative_to(ROOT).as_posix(): source(p).layer for p in SCANNED}
     assert layers["studio/core/plugins.py"] == "studio.core"
     assert layers["studio/__init__.py"] == "studio"
-    assert layers["studio/__main__.py"] == layers["studio/cli.py"] == "studio.cli"
+    assert layers["studio/__main__.py"] == layers["studio/cli/__init__.py"] == "studio.cli"
+    cli_modules = [n for n in layers if n.startswith("studio/cli/")]
+    assert len(cli_modules) > 1 and {layers[n] for n in cli_modules} == {"studio.cli"}
     assert any(n.startswith("plugins/studio_image/") for n in layers)
     assert set(layers.values()) == set(ALLOWED)  # every row is used, none is missing
     assert BUILTIN_PLUGINS and EXAMPLE_PACKAGES
