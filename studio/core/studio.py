@@ -318,26 +318,16 @@ class Studio:
 
     @staticmethod
     def _model_for(cls: type[Generator], ref: str | None) -> str | None:
-        """The model a generation loads: none for a generator that uses no model, else the one
-        asked for or the generator's default. A local path must exist (checked before the job
-        is queued; the plugin resolves the reference when it runs)."""
-        if not cls.uses_model:
-            if ref:
-                raise InvalidRequest(f"generator {cls.id!r} uses no model: remove --model {ref!r}")
-            return None
-        model = ref or cls.default_model
-        if not model:
-            raise InvalidRequest(
-                f"generator {cls.id!r} has no default model: name one (--model REF: a hub id, "
-                "a local folder or a .safetensors file)"
-            )
-        path = Path(model).expanduser()
-        if is_local_path(model) and not path.exists():
-            raise InvalidRequest(
-                f"model {model!r}: no such file or folder ({path.absolute()}); a local model is "
-                "a folder in diffusers/transformers layout or a single .safetensors file"
-            )
-        return model
+        """The model a generation loads (see :func:`_chosen_model`)."""
+        return _chosen_model(
+            ref,
+            cls.uses_model,
+            cls.default_model,
+            refused=f"generator {cls.id!r} uses no model: remove --model {ref!r}",
+            missing=f"generator {cls.id!r} has no default model: name one (--model REF: a hub "
+            "id, a local folder or a .safetensors file)",
+            what="model",
+        )
 
     def _check_out_dir(self, out_dir: Path | None) -> Path | None:
         return check_out_dir(out_dir if out_dir is not None else self.settings.output_dir)
@@ -420,29 +410,17 @@ class Studio:
 
     @staticmethod
     def _base_model_for(cls: type[Trainer], ref: str | None) -> str | None:
-        """The model a training starts from: none for a trainer that uses no model, else the
-        one asked for or the trainer's default. A local path must exist (checked before the
-        job is queued, as for a generation's model)."""
-        if not cls.uses_model:
-            if ref:
-                raise InvalidRequest(
-                    f"trainer {cls.id!r} uses no base model (it learns from the dataset alone): "
-                    f"remove the base model {ref!r}"
-                )
-            return None
-        model = ref or cls.default_model
-        if not model:
-            raise InvalidRequest(
-                f"trainer {cls.id!r} has no default base model: name the model to train on (a "
-                "hub id, a local folder or a .safetensors file)"
-            )
-        path = Path(model).expanduser()
-        if is_local_path(model) and not path.exists():
-            raise InvalidRequest(
-                f"base model {model!r}: no such file or folder ({path.absolute()}); a local "
-                "model is a folder in diffusers/transformers layout or a single .safetensors file"
-            )
-        return model
+        """The model a training starts from (see :func:`_chosen_model`)."""
+        return _chosen_model(
+            ref,
+            cls.uses_model,
+            cls.default_model,
+            refused=f"trainer {cls.id!r} uses no base model (it learns from the dataset alone): "
+            f"remove the base model {ref!r}",
+            missing=f"trainer {cls.id!r} has no default base model: name the model to train on "
+            "(a hub id, a local folder or a .safetensors file)",
+            what="base model",
+        )
 
     @staticmethod
     def _ingest(cls: type[Trainer], dataset: Path, options: Any) -> IngestReport:
@@ -1193,3 +1171,31 @@ def _gb(value: float | None) -> int | None:
     """A budget setting in GB to bytes: decimal (10**9), as :func:`~studio.core.units.human_size`
     shows sizes, so that a budget of 8 is shown as "8.0 GB"."""
     return None if value is None else int(value * 10**9)
+
+
+def _chosen_model(
+    ref: str | None,
+    uses_model: bool,
+    default: str | None,
+    *,
+    refused: str,
+    missing: str,
+    what: str,
+) -> str | None:
+    """The one rule for a generator's model and a trainer's base model: none when the component
+    uses no model (a reference given is refused), else the one asked for or the default. A local
+    path must exist: checked before the job is queued; the plugin resolves the reference later."""
+    if not uses_model:
+        if ref:
+            raise InvalidRequest(refused)
+        return None
+    model = ref or default
+    if not model:
+        raise InvalidRequest(missing)
+    path = Path(model).expanduser()
+    if is_local_path(model) and not path.exists():
+        raise InvalidRequest(
+            f"{what} {model!r}: no such file or folder ({path.absolute()}); a local model is a "
+            "folder in diffusers/transformers layout or a single .safetensors file"
+        )
+    return model
